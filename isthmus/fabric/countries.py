@@ -32,4 +32,4 @@ def is_jurisdiction_code(code: str) -> bool:
     if code in COUNTRY_CODES:
         return True
     match = _SUBDIVISION.match(code)
-    return bool(match) and match.group(1) in COUNTRY_CODES
+    return match is not None and match.group(1) in COUNTRY_CODES

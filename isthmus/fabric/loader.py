@@ -21,7 +21,13 @@ from isthmus.fabric.problems import FabricError, Location, Problem, format_path
 from isthmus.fabric.references import check_references
 from isthmus.fabric.schema import FabricSpec
 from isthmus.fabric.schema_errors import problems_from_validation
-from isthmus.fabric.yamlsafe import Limits, SourceMap, load_yaml_file, load_yaml_text
+from isthmus.fabric.yamlsafe import (
+    DEFAULT_LIMITS,
+    Limits,
+    SourceMap,
+    load_yaml_file,
+    load_yaml_text,
+)
 
 __all__ = ["fabric_from_data", "load_fabric", "load_fabric_text"]
 
@@ -54,7 +60,9 @@ def _assemble(
             continue
         if not isinstance(data, dict):
             problems.append(
-                Problem(part_source.locate(()), "", "an included file must be a mapping of sections")
+                Problem(
+                    part_source.locate(()), "", "an included file must be a mapping of sections"
+                )
             )
             continue
         for key, value in data.items():
@@ -139,7 +147,7 @@ def _salvage(data: dict[str, Any], exc: ValidationError) -> tuple[FabricSpec, se
 
 
 def fabric_from_data(
-    data: Any, source: SourceMap, *, base: Path | None = None, limits: Limits = Limits()
+    data: Any, source: SourceMap, *, base: Path | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> Fabric:
     """Validate already-parsed data (with its source map) into a ``Fabric``."""
     problems: list[Problem] = []
@@ -169,13 +177,13 @@ def fabric_from_data(
     return Fabric(spec, tuple(sources))
 
 
-def load_fabric(path: str | Path, limits: Limits = Limits()) -> Fabric:
+def load_fabric(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Fabric:
     """Load and validate a fabric file (and its includes)."""
     data, source = load_yaml_file(path, limits)
     return fabric_from_data(data, source, base=Path(path).parent, limits=limits)
 
 
-def load_fabric_text(text: str, file: str = "<text>", limits: Limits = Limits()) -> Fabric:
+def load_fabric_text(text: str, file: str = "<text>", limits: Limits = DEFAULT_LIMITS) -> Fabric:
     """Load and validate a fabric from a string (includes are not followed)."""
     data, source = load_yaml_text(text, file, limits)
     if isinstance(data, dict) and data.get("include"):

@@ -155,7 +155,9 @@ class _Checker:
                 )
         for index, dataset in enumerate(spec.datasets):
             self.expect(("datasets", index, "site"), dataset.site, sites, "site")
-            self.expect(("datasets", index, "data_class"), dataset.data_class, classes, "data class")
+            self.expect(
+                ("datasets", index, "data_class"), dataset.data_class, classes, "data class"
+            )
             self.zones(("datasets", index, "residency"), dataset.residency)
         for index, tenant in enumerate(spec.tenants):
             self.expect(
@@ -203,4 +205,3 @@ def check_references(
 def matches_any(name: str, patterns: Iterable[str]) -> bool:
     """True if ``name`` matches one of the glob ``patterns`` (``*`` matches everything)."""
     return any(p == "*" or p == name or fnmatch.fnmatchcase(name, p) for p in patterns)
-

@@ -8,7 +8,7 @@ Invariants:
   deep nesting is refused at ``Limits.max_depth`` instead of overflowing the stack, and alias
   expansion is *counted*: a billion-laughs file is refused once the expanded size passes
   ``Limits.max_nodes``, long before it costs memory or time.
-- Only the YAML core schema's plain data is built (maps, lists, strings, numbers, booleans,
+- Only YAML 1.2 core-schema plain data is built (maps, lists, strings, numbers, booleans,
   null). Explicit language tags (``!!python/...``) and non-string keys are refused; duplicate
   keys are refused with both locations.
 - Every value's location is kept in a ``SourceMap`` keyed by its path, so a later check (the
@@ -17,34 +17,84 @@ Invariants:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import ScalarNode
-from yaml.resolver import Resolver
 
 from isthmus.fabric.problems import FabricError, Location, Problem, format_path
 
-__all__ = ["Limits", "SourceMap", "load_yaml_file", "load_yaml_text"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "SourceMap", "load_yaml_file", "load_yaml_text"]
 
 PathKey = tuple[str | int, ...]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RESOLVER = Resolver()
-_CONSTRUCTOR = SafeConstructor()
-_STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
-_SCALAR_BUILDERS = {
-    "tag:yaml.org,2002:null": lambda node: None,
-    "tag:yaml.org,2002:bool": _CONSTRUCTOR.construct_yaml_bool,
-    "tag:yaml.org,2002:int": _CONSTRUCTOR.construct_yaml_int,
-    "tag:yaml.org,2002:float": _CONSTRUCTOR.construct_yaml_float,
-    # Dates stay text: the schema decides what a field means, and text round-trips exactly.
-    "tag:yaml.org,2002:timestamp": lambda node: node.value,
-    _STR: lambda node: node.value,
+_TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
+_MERGE = _TAG + "merge"
+
+# YAML 1.2 core schema, not PyYAML's YAML 1.1 defaults: in a file full of country codes,
+# ``NO`` (Norway) must stay text rather than become ``False``, and ``10:30`` must not become
+# the sexagesimal integer 630.
+_PLAIN_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(?:~|null|Null|NULL|)$"), "null"),
+    (re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "bool"),
+    (re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "int"),
+    (
+        re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "float",
+    ),
+    (re.compile(r"^<<$"), "merge"),
+)
+
+
+def _resolve_plain(value: str) -> str:
+    for pattern, kind in _PLAIN_TYPES:
+        if pattern.match(value):
+            return _TAG + kind
+    return _STR
+
+
+def _to_int(text: str) -> int:
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _to_float(text: str) -> float:
+    lowered = text.lower()
+    if lowered.endswith(".inf"):
+        return float("-inf") if lowered.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(text)
+
+
+def _to_bool(text: str) -> bool:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    raise ValueError(text)
+
+
+def _to_null(text: str) -> None:
+    if text not in ("", "~", "null", "Null", "NULL"):
+        raise ValueError(text)
+
+
+_SCALAR_BUILDERS: dict[str, Callable[[str], Any]] = {
+    _TAG + "null": _to_null,
+    _TAG + "bool": _to_bool,
+    _TAG + "int": _to_int,
+    _TAG + "float": _to_float,
+    _STR: str,
 }
 
 
@@ -55,6 +105,9 @@ class Limits:
     max_bytes: int = 16 * 1024 * 1024
     max_depth: int = 64
     max_nodes: int = 2_000_000
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(slots=True)
@@ -134,8 +187,10 @@ class _Builder:
             )
 
     def expecting_key(self) -> bool:
-        return bool(self.stack) and isinstance(self.stack[-1].container, dict) and (
-            self.stack[-1].pending_key is None and not self.stack[-1].pending_key_is_merge
+        return (
+            bool(self.stack)
+            and isinstance(self.stack[-1].container, dict)
+            and (self.stack[-1].pending_key is None and not self.stack[-1].pending_key_is_merge)
         )
 
     def attach(self, value: Any, mark: Any) -> None:
@@ -157,9 +212,10 @@ class _Builder:
     def scalar(self, event: Any) -> None:
         self.count(1, event.start_mark)
         tag = event.tag
-        if tag is None or tag == "!":
-            implicit = (event.implicit[0], event.implicit[1]) if tag is None else (False, False)
-            tag = _RESOLVER.resolve(ScalarNode, event.value, implicit)
+        if tag is None:
+            tag = _resolve_plain(event.value) if event.implicit[0] else _STR
+        elif tag == "!":
+            tag = _STR
         if self.expecting_key():
             self.key(event, tag)
             return
@@ -168,8 +224,8 @@ class _Builder:
         if builder is None:
             raise self.fail(event.start_mark, path, f"YAML tag {tag!r} is not allowed here")
         try:
-            value = builder(ScalarNode(tag, event.value))
-        except (ValueError, yaml.YAMLError):
+            value = builder(event.value)
+        except ValueError:
             raise self.fail(
                 event.start_mark, path, f"cannot read {event.value!r} as {tag.rsplit(':', 1)[-1]}"
             ) from None
@@ -216,7 +272,9 @@ class _Builder:
             "tag:yaml.org,2002:map",
             "tag:yaml.org,2002:seq",
         ):
-            raise self.fail(event.start_mark, self.child_path(), f"YAML tag {event.tag!r} is not allowed")
+            raise self.fail(
+                event.start_mark, self.child_path(), f"YAML tag {event.tag!r} is not allowed"
+            )
         path = self.child_path()
         if len(self.stack) >= self.limits.max_depth:
             raise self.fail(
@@ -287,7 +345,7 @@ def _line_column(data: bytes | str, offset: int) -> tuple[int, int]:
     return line, column
 
 
-def load_yaml_text(text: str, file: str, limits: Limits = Limits()) -> tuple[Any, SourceMap]:
+def load_yaml_text(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data and the locations of its values."""
     builder = _Builder(file, text, limits)
     try:
@@ -298,7 +356,9 @@ def load_yaml_text(text: str, file: str, limits: Limits = Limits()) -> tuple[Any
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise FabricError([Problem(Location(file, line, column), "", f"invalid YAML: {what}")]) from None
+        raise FabricError(
+            [Problem(Location(file, line, column), "", f"invalid YAML: {what}")]
+        ) from None
     except yaml.reader.ReaderError as exc:
         line, column = _line_column(text, exc.position)
         raise FabricError(
@@ -309,7 +369,7 @@ def load_yaml_text(text: str, file: str, limits: Limits = Limits()) -> tuple[Any
     return value, builder.source
 
 
-def load_yaml_file(path: str | Path, limits: Limits = Limits()) -> tuple[Any, SourceMap]:
+def load_yaml_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, SourceMap]:
     """Read a YAML file with the bounds in ``limits``; see ``load_yaml_text``."""
     name = str(path)
     try:

@@ -23,6 +23,7 @@ from isthmus.fabric.schema import (
     SovereigntyRule,
     Tenant,
 )
+from isthmus.fabric.yamlsafe import SourceMap
 
 __all__ = ["Fabric", "country_of", "expand_groups"]
 
@@ -64,6 +65,7 @@ class Fabric:
 
     spec: FabricSpec
     sources: tuple[str, ...] = ()
+    source_map: SourceMap | None = field(default=None, compare=False, repr=False)
     sites: Mapping[str, SiteSpec] = field(init=False)
     metros: Mapping[str, Metro] = field(init=False)
     models: Mapping[str, ModelSpec] = field(init=False)

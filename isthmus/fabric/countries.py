@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["COUNTRY_CODES", "is_jurisdiction_code"]
+__all__ = ["CONTINENT_OF", "COUNTRY_CODES", "continent_of", "is_jurisdiction_code"]
 
 COUNTRY_CODES: frozenset[str] = frozenset(
     """
@@ -33,3 +33,34 @@ def is_jurisdiction_code(code: str) -> bool:
         return True
     match = _SUBDIVISION.match(code)
     return match is not None and match.group(1) in COUNTRY_CODES
+
+
+_CONTINENTS: dict[str, str] = {
+    "Africa": """
+        AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA
+        MG ML MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG YT ZA ZM ZW
+    """,
+    "Asia": """
+        AE AF AM AZ BD BH BN BT CN CY GE HK ID IL IN IO IQ IR JO JP KG KH KP KR KW KZ LA LB LK
+        MM MN MO MV MY NP OM PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE
+    """,
+    "Europe": """
+        AD AL AT AX BA BE BG BY CH CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI
+        LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA
+    """,
+    "North America": """
+        AG AI AW BB BL BM BQ BS BZ CA CR CU CW DM DO GD GL GP GT HN HT JM KN KY LC MF MQ MS MX
+        NI PA PM PR SV SX TC TT US VC VG VI
+    """,
+    "South America": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
+    "Oceania": "AS AU CC CK CX FJ FM GU KI MH MP NC NF NR NU NZ PF PG PN PW SB TK TO TV UM VU WF WS",
+    "Antarctica": "AQ BV GS HM TF",
+}
+CONTINENT_OF: dict[str, str] = {
+    code: continent for continent, codes in _CONTINENTS.items() for code in codes.split()
+}
+
+
+def continent_of(country: str) -> str:
+    """The continent of an ISO country code (``Unknown`` for codes outside the table)."""
+    return CONTINENT_OF.get(country, "Unknown")

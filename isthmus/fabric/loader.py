@@ -174,7 +174,7 @@ def fabric_from_data(
     problems.extend(check_references(spec, source))
     if problems:
         raise FabricError(problems)
-    return Fabric(spec, tuple(sources))
+    return Fabric(spec, tuple(sources), source)
 
 
 def load_fabric(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Fabric:

@@ -146,11 +146,12 @@ class _Checker:
         for index, endpoint in enumerate(spec.endpoints):
             self.expect(("endpoints", index, "model"), endpoint.model, models, "model")
             known_site = self.expect(("endpoints", index, "site"), endpoint.site, sites, "site")
-            if known_site and endpoint.accelerator is not None:
+            here = site_accels.get(endpoint.site)
+            if known_site and here is not None and endpoint.accelerator is not None:
                 self.expect(
                     ("endpoints", index, "accelerator"),
                     endpoint.accelerator,
-                    site_accels[endpoint.site],
+                    here,
                     f"accelerator at site {endpoint.site}",
                 )
         for index, dataset in enumerate(spec.datasets):

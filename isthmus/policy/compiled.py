@@ -179,6 +179,10 @@ class CompiledPolicy:
     ) -> bool:
         return self.evaluate(data_class, site, path, model, action).allowed
 
+    def model_hosting(self, model: str, site: str) -> Verdict | None:
+        """The refusal from a model's own hosting terms at ``site``, or ``None`` if it may."""
+        return self._model_hosting.get((model, site))
+
     @staticmethod
     def _remember(memo: dict[_K, Verdict | None], key: _K, value: Verdict | None) -> None:
         if len(memo) >= _MEMO_LIMIT:

@@ -5,7 +5,8 @@ Usage::
     python scripts/build_network_data.py [SOURCE_DIR]
 
 ``SOURCE_DIR`` defaults to ``/work/shared/data/fabric`` and must hold the skyplane RTT, egress
-and AWS transfer files and ``cloud_region_coordinates.csv`` (see ``isthmus/network/data/SOURCES.md``).
+and AWS transfer files and ``cloud_region_coordinates.csv`` (origins in
+``isthmus/network/data/SOURCES.md``).
 The output is deterministic: rerunning on the same inputs rewrites byte-identical files.
 
 Choices made here, and why:

@@ -138,7 +138,9 @@ def test_never_allowed_outside_the_rules(site_list, rule_list, data_class, path,
             assert verdict.rule in {r.name for r in covering} | {f"model:{model}"}
             continue
         for rule in covering:
-            zone_names = rule.process_in if action == "process" else (rule.store_in or rule.process_in)
+            zone_names = (
+                rule.process_in if action == "process" else (rule.store_in or rule.process_in)
+            )
             if zone_names:
                 assert inside(site.jurisdiction_code, fabric.jurisdictions(zone_names))
             if rule.sites.site_kinds:

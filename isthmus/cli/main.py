@@ -1,0 +1,31 @@
+"""The ``isthmus`` command: one Typer app, with subcommands registered from their modules."""
+
+from __future__ import annotations
+
+import typer
+
+from isthmus.cli import fabric_cmds, find_cmd, policy_cmd
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="isthmus",
+    help="Isthmus: a distributed AI hub — catalog, sovereignty policy, placement and routing.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+fabric_cmds.register(app)
+find_cmd.register(app)
+policy_cmd.register(app)
+
+try:  # the catalog store is optional at import time only while it is being built
+    from isthmus.cli.catalog_cmd import catalog_app
+except ImportError:  # pragma: no cover
+    pass
+else:
+    app.add_typer(catalog_app, name="catalog")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

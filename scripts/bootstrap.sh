@@ -24,12 +24,17 @@ isthmus_bootstrap() {
   if [ -z "$extras" ] && [ -f "$venv/.isthmus-installed-dev-$hash" ]; then return 0; fi
   echo "isthmus: setting up $venv (first run; this takes a minute)..." >&2
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+  local log="$venv/install.log"
   local target="$root"
   [ -n "$extras" ] && target="$root[$extras]"
   local constraints=()
   [ -f "$root/constraints.txt" ] && constraints=(-c "$root/constraints.txt")
-  "$venv/bin/python" -m pip install --quiet "${constraints[@]}" -e "$target" >&2
+  if ! { "$venv/bin/python" -m pip install --upgrade pip &&
+         "$venv/bin/python" -m pip install "${constraints[@]}" -e "$target"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "isthmus: installation failed; the full log is in $log" >&2
+    return 1
+  fi
   rm -f "$venv"/.isthmus-installed-* 
   touch "$stamp"
 }

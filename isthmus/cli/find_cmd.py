@@ -114,11 +114,10 @@ def find_command(
         return
     out = console()
     table = Table(title=f"{len(result.candidates)} matching sites", show_edge=False)
-    for column, justify in (
+    for column, justify in (  # site names are what users copy: never wrap them
         ("#", "right"),
         ("site", "left"),
         ("kind", "left"),
-        ("provider", "left"),
         ("city", "left"),
         ("jur.", "left"),
         ("free", "right"),
@@ -127,21 +126,20 @@ def find_command(
         ("path", "left"),
         ("gCO2/kWh", "right"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=column in ("site", "path"))  # type: ignore[arg-type]
     for rank, c in enumerate(result.candidates, 1):
         path = (
             ""
             if c.path_source is None
-            else f"{'private' if c.private_path else 'public'} ({c.path_source})"
+            else f"{'private' if c.private_path else 'public'}/{c.path_source}"
         )
         table.add_row(
             str(rank),
             c.site,
             c.kind,
-            c.provider,
             c.city,
             c.jurisdiction,
-            "" if c.free_devices is None else f"{c.free_devices} {c.accelerator}",
+            "" if c.free_devices is None else f"{c.free_devices}×{c.accelerator}",
             "" if c.usd_per_device_hour is None else f"{c.usd_per_device_hour:.2f}",
             "" if c.rtt_ms is None else f"{c.rtt_ms:.1f}",
             path,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import fabric_cmds, find_cmd, policy_cmd
+from isthmus.cli import fabric_cmds, find_cmd, policy_cmd, tour
+from isthmus.cli.catalog_cmd import catalog_app
 
 __all__ = ["app"]
 
@@ -18,13 +19,9 @@ app = typer.Typer(
 fabric_cmds.register(app)
 find_cmd.register(app)
 policy_cmd.register(app)
+tour.register(app)
 
-try:  # the catalog store is optional at import time only while it is being built
-    from isthmus.cli.catalog_cmd import catalog_app
-except ImportError:  # pragma: no cover
-    pass
-else:
-    app.add_typer(catalog_app, name="catalog")
+app.add_typer(catalog_app, name="catalog")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,6 +174,9 @@ def fabric_from_data(
     problems.extend(check_references(spec, source))
     if problems:
         raise FabricError(problems)
+    if spec.include:
+        # the includes are assembled: the spec now holds everything (the files stay in sources)
+        spec = spec.model_copy(update={"include": ()})
     return Fabric(spec, tuple(sources), source)
 
 

@@ -269,3 +269,14 @@ def test_norway_stays_norway(tmp_path: Path) -> None:
     path.write_text(MINI.replace("EEA: [EU, NO, IS, LI]", "EEA: [EU, NO, IS, LI]"))
     fabric = load_fabric(path)
     assert "NO" in fabric.jurisdictions(["EEA"])
+
+
+def test_infinite_numbers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "inf.yaml"
+    text = MINI.replace("rtt_ms: 9.5", "rtt_ms: .inf")
+    path.write_text(text)
+    with pytest.raises(FabricError) as caught:
+        load_fabric(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "links[0].rtt_ms"
+    assert "finite number" in problem.message

@@ -248,6 +248,7 @@ def synth_fabric(n_sites: int, seed: int = 7, endpoints_per_site: int = 2) -> Fa
             for m in metros
         ),
         models=models,
+        aliases={"chat": tuple(m.name for m in open_models)},
         endpoints=tuple(endpoints),
         policies=_policies(),
     )

@@ -1,0 +1,263 @@
+"""The endpoint table and the live state the router reads, as arrays indexed by endpoint.
+
+Invariant: the router only *reads* a ``FleetState``; the gateway (or the simulator) writes it
+through the event methods (``dispatched``, ``first_token``, ``finished``, ``failed``,
+``engine_report``, ``set_health``, ``set_circuit_open``, ``set_load``), which keep the derived
+arrays ``wait_ms`` (queue + bias) and ``blocked`` (unhealthy, circuit open or full) current. Static facts (prefill speed, prices,
+capacity) and dynamic ones (in flight, prefill work queued, TTFT bias learned online) live in
+numpy arrays so a decision over hundreds of endpoints is a handful of vector operations.
+
+Time to first token is predicted as::
+
+    ttft_ms = rtt_ms + queue_ms + uncached_prompt_tokens * ms_per_prefill_token + bias_ms
+    queue_ms = pending_prefill_tokens * ms_per_prefill_token
+               + max(0, in_flight + 1 - max_batch) / max_batch * mean_service_ms
+
+``pending_prefill_tokens`` is the uncached prompt work dispatched to the endpoint that has not
+yet produced a first token (what a new request waits behind under FCFS prefill); the second term
+is the wait for a batch slot when the engine is full. ``bias_ms`` is an exponentially weighted
+mean of (observed - predicted) TTFT, so systematic errors (a slower engine than its profile, a
+busier link than its RTT) are corrected from what the gateway sees, per endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from isthmus.fabric.catalog import Fabric
+from isthmus.fabric.schema import Endpoint, ModelSpec, PerfProfile
+from isthmus.routing.prefix_index import PrefixIndex
+
+__all__ = ["DEFAULT_PROFILE", "EndpointInfo", "FleetState", "endpoint_infos"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+DEFAULT_PROFILE = PerfProfile(
+    accelerator="unknown",
+    prefill_tokens_per_s=5_000,
+    decode_tokens_per_s=50,
+    max_batch_size=32,
+    kv_cache_tokens=100_000,
+)
+"""Used for endpoints whose model has no profile for their accelerator (e.g. provider APIs)."""
+
+BIAS_WEIGHT = 0.2
+"""EWMA weight of each new TTFT observation in the per-endpoint bias."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """What the router needs to know of an endpoint that does not change between requests."""
+
+    name: str
+    model: str
+    site: str
+    provider: str
+    kind: str
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    max_batch_size: int
+    max_concurrency: int
+    kv_cache_tokens: int
+    usd_per_input_token: float
+    usd_per_output_token: float
+    quality: float
+
+
+def _profile(fabric: Fabric, endpoint: Endpoint, model: ModelSpec) -> PerfProfile:
+    for profile in model.profiles:
+        if endpoint.accelerator is None or profile.accelerator == endpoint.accelerator:
+            return profile
+    return DEFAULT_PROFILE
+
+
+def _self_hosted_usd_per_token(
+    fabric: Fabric, endpoint: Endpoint, profile: PerfProfile
+) -> tuple[float, float]:
+    """Accelerator-hours per token at a typical batch: what a token costs on owned capacity."""
+    site = fabric.sites[endpoint.site]
+    hourly = None
+    for acc in site.accelerators:
+        if endpoint.accelerator in (None, acc.type):
+            hourly = acc.on_demand_usd_per_device_hour or acc.reserved_usd_per_device_hour
+            break
+    if hourly is None:
+        return 0.0, 0.0
+    usd_per_s = hourly * max(endpoint.devices, profile.devices_per_replica) / 3600.0
+    typical_batch = max(1, profile.max_batch_size // 2)
+    output_tps = profile.decode_tokens_per_s * typical_batch
+    return usd_per_s / profile.prefill_tokens_per_s, usd_per_s / output_tps
+
+
+def endpoint_infos(fabric: Fabric) -> list[EndpointInfo]:
+    infos = []
+    for endpoint in fabric.spec.endpoints:
+        model = fabric.models[endpoint.model]
+        profile = _profile(fabric, endpoint, model)
+        if model.usd_per_million_input_tokens is not None and not model.open_weights:
+            in_price = model.usd_per_million_input_tokens / 1e6
+            out_price = (model.usd_per_million_output_tokens or 0.0) / 1e6
+        else:
+            in_price, out_price = _self_hosted_usd_per_token(fabric, endpoint, profile)
+        infos.append(
+            EndpointInfo(
+                name=endpoint.name,
+                model=endpoint.model,
+                site=endpoint.site,
+                provider=fabric.sites[endpoint.site].provider,
+                kind=model.kind,
+                prefill_tokens_per_s=profile.prefill_tokens_per_s,
+                decode_tokens_per_s=profile.decode_tokens_per_s,
+                max_batch_size=profile.max_batch_size,
+                max_concurrency=endpoint.max_concurrency,
+                kv_cache_tokens=endpoint.kv_cache_tokens or profile.kv_cache_tokens or 100_000,
+                usd_per_input_token=in_price,
+                usd_per_output_token=out_price,
+                quality=max(model.quality.values(), default=0.5),
+            )
+        )
+    return infos
+
+
+class FleetState:
+    """Endpoints by index, their static facts and their live load."""
+
+    def __init__(self, infos: Sequence[EndpointInfo], index_block_tokens: int = 16) -> None:
+        self.infos = tuple(infos)
+        self.position = {info.name: i for i, info in enumerate(self.infos)}
+        self.block_tokens = index_block_tokens
+        n = len(self.infos)
+        self.ms_per_prefill_token: FloatArray = np.array(
+            [1000.0 / i.prefill_tokens_per_s for i in self.infos], dtype=np.float64
+        )
+        self.mean_service_ms: FloatArray = np.array(
+            [256 * 1000.0 / i.decode_tokens_per_s for i in self.infos], dtype=np.float64
+        )
+        self.max_batch: FloatArray = np.array(
+            [i.max_batch_size for i in self.infos], dtype=np.float64
+        )
+        self.max_concurrency: IntArray = np.array(
+            [i.max_concurrency for i in self.infos], dtype=np.int64
+        )
+        self.usd_per_input_token: FloatArray = np.array(
+            [i.usd_per_input_token for i in self.infos], dtype=np.float64
+        )
+        self.usd_per_output_token: FloatArray = np.array(
+            [i.usd_per_output_token for i in self.infos], dtype=np.float64
+        )
+        self.quality: FloatArray = np.array([i.quality for i in self.infos], dtype=np.float64)
+        self.in_flight: IntArray = np.zeros(n, dtype=np.int64)
+        self.pending_prefill_tokens: FloatArray = np.zeros(n, dtype=np.float64)
+        self.bias_ms: FloatArray = np.zeros(n, dtype=np.float64)
+        self.healthy: BoolArray = np.ones(n, dtype=np.bool_)
+        self.circuit_open: BoolArray = np.zeros(n, dtype=np.bool_)
+        # derived, kept current by the event methods so a decision gathers instead of computing:
+        self.blocked: BoolArray = np.zeros(n, dtype=np.bool_)  # unhealthy, circuit open or full
+        self.wait_ms: FloatArray = np.zeros(n, dtype=np.float64)  # queue_ms + bias_ms
+        self.engine_waiting: FloatArray = np.zeros(n, dtype=np.float64)
+        self.kv_usage: FloatArray = np.zeros(n, dtype=np.float64)
+        self.observed_ttft_ms: FloatArray = np.full(n, np.nan, dtype=np.float64)
+        self.prefix = PrefixIndex(
+            [max(1, i.kv_cache_tokens // index_block_tokens) for i in self.infos]
+        )
+        self.requests_routed = 0
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def queue_ms(self, i: int) -> float:
+        """Predicted wait before a new request's prefill starts at endpoint ``i``."""
+        batch = self.max_batch[i]
+        slot_wait = max(0.0, self.in_flight[i] + 1 - batch) / batch * self.mean_service_ms[i]
+        return float(self.pending_prefill_tokens[i] * self.ms_per_prefill_token[i] + slot_wait)
+
+    def _refresh(self, i: int) -> None:
+        self.wait_ms[i] = self.queue_ms(i) + self.bias_ms[i]
+        self.blocked[i] = (
+            not self.healthy[i]
+            or self.circuit_open[i]
+            or self.in_flight[i] >= self.max_concurrency[i]
+        )
+
+    # -- events written by the gateway or the simulator ------------------------------------
+    def dispatched(self, i: int, uncached_tokens: int, hashes: Sequence[int] = ()) -> None:
+        self.in_flight[i] += 1
+        self.pending_prefill_tokens[i] += uncached_tokens
+        self.requests_routed += 1
+        if hashes:
+            self.prefix.record(i, hashes)
+        self._refresh(i)
+
+    def first_token(
+        self, i: int, uncached_tokens: int, predicted_ms: float, observed_ms: float
+    ) -> None:
+        """The first token arrived: the prefill work left the queue; learn the TTFT error.
+
+        ``predicted_ms`` is the prediction made at dispatch *including* the bias then in force.
+        """
+        self.pending_prefill_tokens[i] = max(0.0, self.pending_prefill_tokens[i] - uncached_tokens)
+        error = observed_ms - predicted_ms
+        self.bias_ms[i] += BIAS_WEIGHT * error
+        previous = self.observed_ttft_ms[i]
+        self.observed_ttft_ms[i] = (
+            observed_ms if np.isnan(previous) else previous + BIAS_WEIGHT * (observed_ms - previous)
+        )
+        self._refresh(i)
+
+    def finished(self, i: int) -> None:
+        self.in_flight[i] = max(0, self.in_flight[i] - 1)
+        self._refresh(i)
+
+    def failed(self, i: int, uncached_tokens: int, before_first_token: bool = True) -> None:
+        self.in_flight[i] = max(0, self.in_flight[i] - 1)
+        if before_first_token:
+            self.pending_prefill_tokens[i] = max(
+                0.0, self.pending_prefill_tokens[i] - uncached_tokens
+            )
+        self._refresh(i)
+
+    def set_load(
+        self,
+        i: int,
+        *,
+        in_flight: int | None = None,
+        pending_prefill_tokens: float | None = None,
+        bias_ms: float | None = None,
+    ) -> None:
+        """Overwrite live load (shared state from other gateways, tests, what-if studies)."""
+        if in_flight is not None:
+            self.in_flight[i] = in_flight
+        if pending_prefill_tokens is not None:
+            self.pending_prefill_tokens[i] = pending_prefill_tokens
+        if bias_ms is not None:
+            self.bias_ms[i] = bias_ms
+        self._refresh(i)
+
+    def engine_report(
+        self, i: int, *, waiting: float | None = None, kv_usage: float | None = None
+    ) -> None:
+        """Metrics scraped from the engine (vLLM names: requests waiting, KV cache usage)."""
+        if waiting is not None:
+            self.engine_waiting[i] = waiting
+        if kv_usage is not None:
+            self.kv_usage[i] = kv_usage
+
+    def cached_tokens_reported(self, i: int, hashes: Sequence[int], cached_tokens: int) -> None:
+        """The engine said how many prompt tokens it served from cache: correct the index."""
+        self.prefix.observe(i, hashes, cached_tokens // self.block_tokens)
+
+    def set_health(self, i: int, healthy: bool) -> None:
+        self.healthy[i] = healthy
+        if not healthy:
+            self.prefix.forget(i)
+        self._refresh(i)
+
+    def set_circuit_open(self, i: int, is_open: bool) -> None:
+        self.circuit_open[i] = is_open
+        self._refresh(i)

@@ -1,0 +1,328 @@
+"""``route(request, view) -> Decision``: filters, a time-to-first-token predictor, a picker.
+
+Pure and synchronous: no I/O, no clock, no globals; everything it reads is in the request and the
+view (the gateway and the simulator call this very function).
+
+1. **Hard filters.** The static ones (model served, tenant entitlement, sovereignty of the data
+   class at the endpoint's site and on the path from the gateway's site, model hosting terms)
+   come memoised from ``RoutingView.compliant``; the live ones (health, circuit, capacity,
+   endpoints already tried) are boolean masks over the fleet arrays.
+2. **Prediction.** For every remaining candidate: ``ttft = rtt + queue + prefill(uncached) +
+   learned bias`` (see ``isthmus.routing.fleet``), where the cached part of the prompt comes from
+   the prefix index; and the request's cost (uncached input, cached input at a discount, output,
+   response egress). Cache affinity and load are traded through this one prediction, not fixed
+   weights: a replica holding the prefix wins exactly while its queue costs less than the
+   prefill it saves.
+3. **Picker**, per the tenant's objective: ``cheapest_within_slo`` (cheapest predicted TTFT
+   within the SLO, else the fastest), ``fastest``, or ``weighted`` (normalised TTFT, cost and
+   quality). The ranking doubles as the failover order.
+
+The baselines the benchmarks and simulator compare against (round-robin, least-loaded, a
+prefix/queue/KV-usage weighted scorer in the style of the Gateway API Inference Extension,
+SGLang's cache-aware router) share the request, the view and the filters, so comparisons differ
+only in the choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from isthmus.routing.types import Candidate, Decision, RouteRequest
+from isthmus.routing.view import CompliantSet, RoutingView
+
+__all__ = [
+    "CACHED_INPUT_DISCOUNT",
+    "ROUTERS",
+    "Router",
+    "route",
+    "route_cache_aware",
+    "route_least_loaded",
+    "route_round_robin",
+    "route_weighted_scorer",
+]
+
+Router = Callable[[RouteRequest, RoutingView], Decision]
+FloatArray = npt.NDArray[np.float64]
+
+CACHED_INPUT_DISCOUNT = 0.1
+"""Cached prompt tokens cost this fraction of uncached ones (they skip prefill compute)."""
+FAILOVER_DEPTH = 4
+
+
+class _Scored(NamedTuple):
+    """Predictions for every compliant endpoint (aligned with ``endpoints``); ``blocked`` marks
+    the ones a live filter removed (unhealthy, circuit open, full, tried, past the deadline)."""
+
+    endpoints: npt.NDArray[np.int64]
+    blocked: npt.NDArray[np.bool_]
+    rtt_ms: FloatArray
+    queue_ms: FloatArray
+    prefill_ms: FloatArray
+    ttft_ms: FloatArray
+    cached_tokens: FloatArray
+    cost_usd: FloatArray
+    matched_blocks: FloatArray
+
+
+def _refused(request: RouteRequest, compliant: CompliantSet, policy: str) -> Decision:
+    """Name the rules that excluded the endpoints, most frequent first."""
+    counts: dict[str, int] = {}
+    for _, why in compliant.refusals:
+        rule = why.split(":", 1)[0]
+        counts[rule] = counts.get(rule, 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    parts = [f"{rule} ({n} endpoint{'s' if n != 1 else ''})" for rule, n in ordered[:3]]
+    if len(ordered) > 3:
+        parts.append(f"{len(ordered) - 3} more")
+    head = "; ".join(parts) if parts else "no endpoint serves it"
+    reason = f"no compliant endpoint for {request.data_class} data: {head}"
+    return Decision("refused", None, (), reason, compliant.refusals, policy)
+
+
+def _filter_and_predict(
+    request: RouteRequest, view: RoutingView, compliant: CompliantSet
+) -> _Scored | str:
+    fleet = view.fleet
+    c = compliant
+    idx = c.indices
+    blocked = fleet.blocked[idx]
+    if request.exclude:
+        tried = [fleet.position[name] for name in request.exclude if name in fleet.position]
+        if tried:
+            blocked = blocked | np.isin(idx, tried)
+    prompt = float(request.prompt_tokens)
+    depth = fleet.prefix.match(request.block_hashes)
+    if depth is None:
+        matched = np.zeros(len(idx), dtype=np.float64)
+        cached = matched
+    else:
+        matched = depth[idx]
+        cached = np.minimum(matched * fleet.block_tokens, prompt)
+    uncached = prompt - cached
+    queue = fleet.wait_ms[idx]  # queue + learned bias, kept current by the fleet's events
+    prefill = uncached * c.ms_per_prefill_token
+    ttft = c.rtt_ms + queue + prefill
+    np.maximum(ttft, c.rtt_ms, out=ttft)
+    output = float(request.max_output_tokens)
+    cost = (uncached + cached * CACHED_INPUT_DISCOUNT) * c.usd_per_input_token
+    cost += output * c.usd_per_output_token + (prompt + output) * c.egress_usd_per_token
+    dead = blocked | (ttft > request.deadline_ms)
+    if dead.all():
+        if not blocked.all():
+            return (
+                f"no usable endpoint can answer within the deadline of "
+                f"{request.deadline_ms:.0f} ms (best predicted TTFT {ttft[~blocked].min():.0f} ms)"
+            )
+        unhealthy = int((~fleet.healthy[idx]).sum())
+        opened = int(fleet.circuit_open[idx].sum())
+        at_capacity = int((fleet.in_flight[idx] >= c.max_concurrency).sum())
+        return (
+            f"{len(idx)} compliant endpoints, none usable: {unhealthy} unhealthy, "
+            f"{opened} circuit open, {at_capacity} at capacity, {len(request.exclude)} already tried"
+        )
+    return _Scored(idx, dead, c.rtt_ms, queue, prefill, ttft, cached, cost, matched)
+
+
+def _candidates(
+    view: RoutingView, scored: _Scored, order: npt.NDArray[np.int64]
+) -> tuple[Candidate, ...]:
+    top = order[:FAILOVER_DEPTH]
+    top = top[~scored.blocked[top]]
+    infos = view.fleet.infos
+    endpoints = scored.endpoints[top].tolist()
+    columns = zip(
+        endpoints,
+        scored.ttft_ms[top].tolist(),
+        scored.rtt_ms[top].tolist(),
+        scored.queue_ms[top].tolist(),
+        scored.prefill_ms[top].tolist(),
+        scored.cached_tokens[top].tolist(),
+        scored.cost_usd[top].tolist(),
+        view.fleet.quality[scored.endpoints[top]].tolist(),
+        strict=True,
+    )
+    return tuple(
+        Candidate(
+            infos[i].name,
+            infos[i].model,
+            infos[i].site,
+            ttft,
+            rtt,
+            queue,
+            prefill,
+            int(cached),
+            cost,
+            q,
+        )
+        for i, ttft, rtt, queue, prefill, cached, cost, q in columns
+    )
+
+
+def _best_first(key: FloatArray, blocked: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Indices of the ``FAILOVER_DEPTH`` smallest keys, smallest first (no full sort); blocked
+    entries sort last (and ``_candidates`` drops them)."""
+    key = np.where(blocked, np.inf, key)
+    n = len(key)
+    if n <= FAILOVER_DEPTH:
+        return np.argsort(key, kind="stable")
+    top = np.argpartition(key, FAILOVER_DEPTH - 1)[:FAILOVER_DEPTH]
+    return top[np.argsort(key[top], kind="stable")]
+
+
+def _prepare(
+    request: RouteRequest, view: RoutingView, policy: str
+) -> tuple[_Scored | None, Decision | None]:
+    compliant = view.compliant(
+        request.gateway_site,
+        request.data_class,
+        request.model,
+        request.allowed_models,
+        request.kind,
+    )
+    if len(compliant.indices) == 0:
+        return None, _refused(request, compliant, policy)
+    scored = _filter_and_predict(request, view, compliant)
+    if isinstance(scored, str):
+        return None, Decision("unavailable", None, (), scored, compliant.refusals, policy)
+    return scored, None
+
+
+def route(request: RouteRequest, view: RoutingView) -> Decision:
+    """Isthmus routing: the compliant endpoint that best meets the tenant's objective."""
+    scored, early = _prepare(request, view, "isthmus")
+    if early is not None:
+        return early
+    assert scored is not None
+    objective = request.objective
+    ttft, cost = scored.ttft_ms, scored.cost_usd
+    # Ties break on predicted TTFT: a tiebreaker of 1e-12 USD per ms only separates costs that
+    # differ by less than a hundred-millionth of a dollar.
+    if objective.kind == "fastest":
+        key = ttft
+        why = "fastest"
+    elif objective.kind == "weighted":
+        quality = view.fleet.quality[scored.endpoints]
+        cost_scale = max(float(cost.min()), 1e-12)
+        key = (
+            objective.ttft_weight * ttft / objective.ttft_slo_ms
+            + objective.cost_weight * cost / cost_scale
+            - objective.quality_weight * quality
+        )
+        why = "best weighted score"
+    else:
+        within = ttft <= objective.ttft_slo_ms
+        if within.any():
+            # outside the SLO sorts after every endpoint within it, fastest first
+            key = np.where(within, cost + ttft * 1e-12, 1e6 + ttft)
+            why = f"cheapest within {objective.ttft_slo_ms:.0f} ms TTFT SLO"
+        else:
+            key = ttft
+            why = f"fastest (none predicted within {objective.ttft_slo_ms:.0f} ms SLO)"
+    order = _best_first(key, scored.blocked)
+    ranked = _candidates(view, scored, order)
+    best = ranked[0]
+    reason = (
+        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + queue "
+        f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
+        + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
+    )
+    return Decision("routed", best, ranked, reason, (), "isthmus")
+
+
+def _by_order(
+    request: RouteRequest,
+    view: RoutingView,
+    policy: str,
+    pick: Callable[[_Scored], npt.NDArray[np.int64]],
+    why: str,
+) -> Decision:
+    scored, early = _prepare(request, view, policy)
+    if early is not None:
+        return early
+    assert scored is not None
+    ranked = _candidates(view, scored, pick(scored))
+    return Decision("routed", ranked[0], ranked, why, (), policy)
+
+
+def route_round_robin(request: RouteRequest, view: RoutingView) -> Decision:
+    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+        usable = np.flatnonzero(~scored.blocked)
+        start = view.round_robin_counter % len(usable)
+        view.round_robin_counter += 1
+        return np.roll(usable, -start)
+
+    return _by_order(request, view, "round_robin", pick, "round robin")
+
+
+def route_least_loaded(request: RouteRequest, view: RoutingView) -> Decision:
+    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+        return _best_first(
+            view.fleet.in_flight[scored.endpoints].astype(np.float64), scored.blocked
+        )
+
+    return _by_order(request, view, "least_loaded", pick, "fewest requests in flight")
+
+
+def _normalised_low_is_good(values: FloatArray) -> FloatArray:
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        return np.ones_like(values)
+    return 1.0 - (values - low) / (high - low)
+
+
+def route_weighted_scorer(request: RouteRequest, view: RoutingView) -> Decision:
+    """Prefix 3 / queue 2 / KV-usage 2, as the Gateway API Inference Extension's default profile."""
+
+    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+        fleet = view.fleet
+        blocks = max(1, len(request.block_hashes))
+        prefix_score = scored.matched_blocks / blocks
+        waiting = np.maximum(
+            fleet.engine_waiting[scored.endpoints], fleet.in_flight[scored.endpoints]
+        )
+        queue_score = _normalised_low_is_good(waiting.astype(np.float64))
+        kv_score = 1.0 - fleet.kv_usage[scored.endpoints]
+        score = 3 * prefix_score + 2 * queue_score + 2 * kv_score
+        return _best_first(-score, scored.blocked)
+
+    return _by_order(request, view, "weighted_scorer", pick, "prefix 3 / queue 2 / kv 2")
+
+
+CACHE_THRESHOLD = 0.5
+BALANCE_ABS_THRESHOLD = 32
+BALANCE_REL_THRESHOLD = 1.0001
+
+
+def route_cache_aware(request: RouteRequest, view: RoutingView) -> Decision:
+    """SGLang's cache-aware policy: balance when load is skewed, else follow the longest prefix
+    match above a threshold, else the replica with the smallest cache tree."""
+
+    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+        fleet = view.fleet
+        load = fleet.in_flight[scored.endpoints].astype(np.float64)
+        low, high = float(load.min()), float(load.max())
+        if high - low > BALANCE_ABS_THRESHOLD and high > low * BALANCE_REL_THRESHOLD:
+            return np.argsort(load, kind="stable")
+        blocks = max(1, len(request.block_hashes))
+        rate = scored.matched_blocks / blocks
+        if float(rate.max()) > CACHE_THRESHOLD:
+            return np.lexsort((load, -rate))
+        tree = np.array(
+            [fleet.prefix.blocks_held(int(i)) for i in scored.endpoints], dtype=np.float64
+        )
+        return np.lexsort((load, tree))
+
+    return _by_order(request, view, "cache_aware", pick, "cache-aware (SGLang style)")
+
+
+ROUTERS: dict[str, Router] = {
+    "isthmus": route,
+    "round_robin": route_round_robin,
+    "least_loaded": route_least_loaded,
+    "weighted_scorer": route_weighted_scorer,
+    "cache_aware": route_cache_aware,
+}

@@ -1,0 +1,91 @@
+"""The approximate prefix index: longest-prefix matches, LRU capacity, engine corrections."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isthmus.routing.prefix_index import PrefixIndex
+
+
+def depths(index: PrefixIndex, hashes: list[int]) -> dict[int, int]:
+    found = index.match(hashes)
+    return {} if found is None else {i: int(d) for i, d in enumerate(found) if d}
+
+
+def test_longest_prefix_match_per_endpoint() -> None:
+    index = PrefixIndex([100, 100, 100])
+    index.record(0, [1, 2, 3, 4])
+    index.record(1, [1, 2, 9])
+    assert depths(index, [1, 2, 3, 4, 5]) == {0: 4, 1: 2}
+    assert depths(index, [7, 1, 2]) == {}
+    assert depths(index, [1, 2, 9]) == {0: 2, 1: 3}
+
+
+def test_eviction_takes_the_tail_first_and_keeps_capacity() -> None:
+    index = PrefixIndex([3])
+    index.record(0, [1, 2, 3])
+    index.record(0, [4])  # evicts 3: the tail of the older prompt, keeping its prefix
+    assert index.blocks_held(0) == 3
+    assert depths(index, [1, 2, 3]) == {0: 2}
+    assert depths(index, [4]) == {0: 1}
+
+
+def test_engine_report_corrects_the_belief() -> None:
+    index = PrefixIndex([100])
+    index.record(0, [1, 2, 3, 4])
+    index.observe(0, [1, 2, 3, 4], cached_blocks=1)  # engine had only block 1: it evicted the rest
+    assert depths(index, [1, 2, 3, 4]) == {0: 4}  # the prompt is now resident again
+    index.forget(0)
+    assert depths(index, [1]) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(1, 12)), max_size=40),
+    st.lists(st.integers(1, 6), min_size=3, max_size=3),
+)
+def test_capacity_is_never_exceeded(ops: list[tuple[int, int, int]], capacity: list[int]) -> None:
+    index = PrefixIndex(capacity)
+    for endpoint, c, n in ops:
+        index.record(endpoint, [c * 100 + i for i in range(n)])
+        for e in range(3):
+            assert index.blocks_held(e) <= capacity[e]
+
+
+def walk(index: PrefixIndex, hashes: list[int]) -> dict[int, int]:
+    """Reference: the plain block-by-block walk."""
+    out = {}
+    for e in range(len(index)):
+        d = 0
+        while d < len(hashes) and index.holds(e, hashes[d]):
+            d += 1
+        if d:
+            out[e] = d
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 5), st.integers(1, 120)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.lists(st.integers(2, 200), min_size=5, max_size=5),
+    st.integers(0, 5),
+    st.integers(1, 120),
+)
+def test_bisection_matches_the_plain_walk(ops, capacity, probe_chain, probe_len) -> None:
+    # chains share prefixes: chain c, length n -> hashes (c, 0) .. (c, n-1) encoded as ints,
+    # and every chain starts with the same 5 "system prompt" blocks
+    def chain(c: int, n: int) -> list[int]:
+        return [10**6 + i for i in range(min(n, 5))] + [c * 1000 + i for i in range(5, n)]
+
+    index = PrefixIndex(capacity)
+    for endpoint, c, n in ops:
+        index.record(endpoint, chain(c, n))
+        if n % 7 == 0:
+            index.observe(endpoint, chain(c, n), cached_blocks=n // 2)
+    probe = chain(probe_chain, probe_len)
+    assert depths(index, probe) == walk(index, probe)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import fabric_cmds, find_cmd, policy_cmd, tour
+from isthmus.cli import fabric_cmds, find_cmd, policy_cmd, tour, up_cmd
 from isthmus.cli.catalog_cmd import catalog_app
+from isthmus.cli.demo_cmd import demo_app
 
 __all__ = ["app"]
 
@@ -20,6 +21,8 @@ fabric_cmds.register(app)
 find_cmd.register(app)
 policy_cmd.register(app)
 tour.register(app)
+up_cmd.register(app)
+app.add_typer(demo_app, name="demo")
 
 app.add_typer(catalog_app, name="catalog")
 

@@ -41,7 +41,9 @@ def tour() -> None:
         ),
         (
             "isthmus policy check phi --site aws-eu-central-1 --from FRA",
-            lambda: policy_cmd.check("phi", site="aws-eu-central-1", source="FRA", fabric_path=path),
+            lambda: policy_cmd.check(
+                "phi", site="aws-eu-central-1", source="FRA", fabric_path=path
+            ),
         ),
     ]
     for title, step in steps:
@@ -53,8 +55,7 @@ def tour() -> None:
                 raise
     out.print(Rule())
     out.print(
-        "Next: [bold]isthmus --help[/], and the README's tour. Fabric files: "
-        f"{Path(path).parent}",
+        f"Next: [bold]isthmus --help[/], and the README's tour. Fabric files: {Path(path).parent}",
         highlight=False,
     )
 

@@ -104,6 +104,15 @@ class Fabric:
     def endpoints_of_model(self, model: str) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.spec.endpoints if e.model == model)
 
+    def with_endpoint_urls(self, urls: Mapping[str, str]) -> Fabric:
+        """The same fabric with some endpoints moved to other URLs (tests, local demos)."""
+        endpoints = tuple(
+            e.model_copy(update={"url": urls[e.name]}) if e.name in urls else e
+            for e in self.spec.endpoints
+        )
+        spec = self.spec.model_copy(update={"endpoints": endpoints})
+        return Fabric(spec, self.sources, self.source_map)
+
     def alias_targets(self, name: str) -> tuple[str, ...]:
         """Models a name may mean: the alias's candidates, or the model itself."""
         if name in self.spec.aliases:

@@ -226,7 +226,7 @@ def route(request: RouteRequest, view: RoutingView) -> Decision:
     ranked = _candidates(view, scored, order)
     best = ranked[0]
     reason = (
-        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + queue "
+        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "
         f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
         + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
     )

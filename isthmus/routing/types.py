@@ -42,8 +42,10 @@ class RouteRequest:
 class Candidate(NamedTuple):
     """One compliant endpoint with its predicted time to first token and cost.
 
-    A named tuple rather than a frozen dataclass: the router builds several per decision and
-    tuples construct an order of magnitude faster; it is just as immutable."""
+    ``queue_ms`` is the predicted wait before prefill starts, including the endpoint's learned
+    correction (so it can be negative when an endpoint runs faster than its profile). A named
+    tuple rather than a frozen dataclass: the router builds several per decision and tuples
+    construct an order of magnitude faster; it is just as immutable."""
 
     endpoint: str
     model: str

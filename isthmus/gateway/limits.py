@@ -1,0 +1,153 @@
+"""Per-tenant rate limits (requests and tokens per minute) and budgets (tokens and USD per period).
+
+Pure bookkeeping with an injected clock, so tests and the simulator drive time themselves.
+Rate limits are token buckets refilled continuously (a burst of a full minute's allowance, then
+the steady rate); token use is reserved at admission (prompt + requested output) and settled
+with the real usage at completion. Budgets reset at the start of each UTC hour, day or month.
+
+Invariant: ``admit`` either reserves capacity and returns a ``Reservation`` the caller must
+``settle``, or raises a 429 ``ApiError`` saying which limit and when to retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from isthmus.fabric.schema import Tenant
+from isthmus.gateway.errors import ApiError
+
+__all__ = ["Ledger", "Reservation", "TokenBucket"]
+
+
+@dataclass
+class TokenBucket:
+    capacity: float
+    per_second: float
+    level: float = -1.0
+    updated: float = 0.0
+
+    def available(self, now: float) -> float:
+        if self.level < 0:
+            self.level, self.updated = self.capacity, now
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+        return self.level
+
+    def take(self, amount: float, now: float) -> float | None:
+        """Take ``amount``; ``None`` on success, else the seconds until it would fit."""
+        level = self.available(now)
+        if amount <= level:
+            self.level = level - amount
+            return None
+        if amount > self.capacity:
+            return float("inf")
+        return (amount - level) / self.per_second
+
+    def give_back(self, amount: float) -> None:
+        self.level = min(self.capacity, self.level + amount)
+
+
+def _period_start(period: str, now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    if period == "hour":
+        moment = moment.replace(minute=0, second=0, microsecond=0)
+    elif period == "day":
+        moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        moment = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return moment.timestamp()
+
+
+@dataclass
+class _Account:
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+    period_start: float = 0.0
+    tokens_used: int = 0
+    usd_used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    tenant: str
+    tokens: int
+
+
+@dataclass
+class Ledger:
+    clock: Callable[[], float] = time.time
+    _accounts: dict[str, _Account] = field(default_factory=dict)
+
+    def _account(self, tenant: Tenant) -> _Account:
+        account = self._accounts.get(tenant.name)
+        if account is None:
+            rpm, tpm = tenant.rpm_limit, tenant.tpm_limit
+            account = _Account(
+                TokenBucket(rpm, rpm / 60.0) if rpm else None,
+                TokenBucket(tpm, tpm / 60.0) if tpm else None,
+            )
+            self._accounts[tenant.name] = account
+        return account
+
+    def admit(self, tenant: Tenant, tokens: int) -> Reservation:
+        now = self.clock()
+        account = self._account(tenant)
+        budget = tenant.budget
+        if budget is not None:
+            start = _period_start(budget.period, now)
+            if start != account.period_start:
+                account.period_start, account.tokens_used, account.usd_used = start, 0, 0.0
+            if budget.tokens is not None and account.tokens_used + tokens > budget.tokens:
+                raise ApiError(
+                    429,
+                    f"token budget of {budget.tokens:,} per {budget.period} is exhausted "
+                    f"({account.tokens_used:,} used; this request needs up to {tokens:,})",
+                    "insufficient_quota",
+                )
+            if budget.usd is not None and account.usd_used >= budget.usd:
+                raise ApiError(
+                    429,
+                    f"USD budget of {budget.usd:.2f} per {budget.period} is exhausted "
+                    f"({account.usd_used:.4f} used)",
+                    "insufficient_quota",
+                )
+        if account.requests is not None:
+            wait = account.requests.take(1, now)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    f"rate limit of {tenant.rpm_limit} requests per minute reached",
+                    "rate_limit_exceeded",
+                    retry_after_s=wait,
+                )
+        if account.tokens is not None:
+            wait = account.tokens.take(tokens, now)
+            if wait is not None:
+                if account.requests is not None:
+                    account.requests.give_back(1)
+                too_big = wait == float("inf")
+                raise ApiError(
+                    429,
+                    f"this request needs up to {tokens:,} tokens, more than the limit of "
+                    f"{tenant.tpm_limit:,} tokens per minute"
+                    if too_big
+                    else f"rate limit of {tenant.tpm_limit:,} tokens per minute reached",
+                    "tokens_exceeded" if too_big else "rate_limit_exceeded",
+                    retry_after_s=None if too_big else wait,
+                )
+        return Reservation(tenant.name, tokens)
+
+    def settle(self, tenant: Tenant, reservation: Reservation, tokens: int, usd: float) -> None:
+        """Replace the reservation by what the request really used (0 if it failed)."""
+        account = self._account(tenant)
+        if account.tokens is not None and tokens < reservation.tokens:
+            account.tokens.give_back(reservation.tokens - tokens)
+        account.tokens_used += tokens
+        account.usd_used += usd
+
+    def usage(self, tenant: Tenant) -> tuple[int, float]:
+        account = self._account(tenant)
+        return account.tokens_used, account.usd_used

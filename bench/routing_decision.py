@@ -83,7 +83,9 @@ def main() -> None:
         decision = route(req, view)
         if decision.chosen is not None:
             i = fleet.position[decision.chosen.endpoint]
-            fleet.dispatched(i, req.prompt_tokens - decision.chosen.cached_tokens, req.block_hashes)
+            fleet.dispatched(
+                i, req.prompt_tokens - decision.chosen.cached_tokens, req.block_hashes, 0.0
+            )
             fleet.set_load(
                 i, in_flight=rng.randrange(0, 40), pending_prefill_tokens=rng.uniform(0, 20_000)
             )

@@ -45,9 +45,9 @@ data_classes: [{name: internal, level: 1}]
 policies: [{name: open, data_classes: [internal]}]
 sites:
   - {name: site-a, kind: colo, provider: colo-a, city: Frankfurt, country: DE, lat_deg: 50.1, lon_deg: 8.6,
-     accelerators: [{type: H100, count: 32, on_demand_usd_per_device_hour: 2.5}]}
+     accelerators: [{type: H200, count: 32, on_demand_usd_per_device_hour: 3.5}]}
   - {name: site-b, kind: colo, provider: colo-b, city: Amsterdam, country: NL, lat_deg: 52.3, lon_deg: 4.8,
-     accelerators: [{type: H100, count: 32, on_demand_usd_per_device_hour: 2.5}]}
+     accelerators: [{type: H200, count: 32, on_demand_usd_per_device_hour: 3.5}]}
 links:
   - {src: site-a, dst: site-b, rtt_ms: 10, private: true}
 models:
@@ -55,9 +55,11 @@ models:
     params_b: 8
     licence: apache-2.0
     context_tokens: 131072
+    # an 8B model on one H200 (141 GB) with an FP8 KV cache: 16 GB of weights leave ~125 GB,
+    # and Llama-3.1-8B's KV is 64 KiB per token in FP8 -> ~2M tokens of prefix cache
     profiles:
-      - {accelerator: H100, prefill_tokens_per_s: 30000, decode_tokens_per_s: 150,
-         max_batch_size: 64, kv_cache_tokens: 600000}
+      - {accelerator: H200, prefill_tokens_per_s: 30000, decode_tokens_per_s: 150,
+         max_batch_size: 64, kv_cache_tokens: 2000000}
 endpoints:
 {endpoints}
 tenants:
@@ -78,7 +80,7 @@ def fabric_text(ports: list[int]) -> str:
         site = "site-a" if k < len(ports) // 2 else "site-b"
         lines.append(
             f"  - {{name: ep{k}-{site}, model: bench-8b, site: {site}, engine: emulator, "
-            f'url: "http://127.0.0.1:{port}/v1", accelerator: H100, max_concurrency: 256}}'
+            f'url: "http://127.0.0.1:{port}/v1", accelerator: H200, max_concurrency: 256}}'
         )
     head, tail = FABRIC.split("{endpoints}")
     return (

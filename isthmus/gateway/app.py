@@ -75,7 +75,8 @@ class _Attempt:
     endpoint: int
     uncached: int
     started: float
-    predicted_ms: float
+    predicted_ms: float  # the model's prediction, before the learned correction
+    ticket: float = 0.0  # place in the endpoint's prefill queue
 
 
 @dataclass
@@ -325,6 +326,7 @@ class Gateway:
             objective=tenant.objective,
             exclude=frozenset(exclude),
             deadline_ms=remaining_ms,
+            now_s=self.clock(),
         )
         decision = self.router(request, self.view)
         self.metrics.decision(decision.status, decision.policy)
@@ -400,8 +402,8 @@ class Gateway:
                 exclude.add(chosen.endpoint)
                 continue
             uncached = parsed.prompt_tokens - chosen.cached_tokens
-            fleet.dispatched(i, uncached, parsed.block_hashes)
-            attempt = _Attempt(decision, i, uncached, now, chosen.predicted_ttft_ms)
+            ticket = fleet.dispatched(i, uncached, parsed.block_hashes, now)
+            attempt = _Attempt(decision, i, uncached, now, chosen.model_ttft_ms, ticket)
             body = parsed.body
             target = self.upstreams.targets[chosen.endpoint]
             if body.get("model") != target.served_model:
@@ -464,7 +466,7 @@ class Gateway:
     def _failed(self, attempt: _Attempt, cause: str, trip: bool = True) -> None:
         i = attempt.endpoint
         name = self.view.fleet.infos[i].name
-        self.view.fleet.failed(i, attempt.uncached)
+        self.view.fleet.failed(i, attempt.uncached, now_s=self.clock())
         self.metrics.retry(name, cause)
         if trip and self.breakers[i].failure(self.clock()):
             self.view.fleet.set_circuit_open(i, True)
@@ -548,14 +550,16 @@ class Gateway:
             output = int((usage or {}).get("completion_tokens") or 0)
             # without a stream the first token is not seen: subtract the modelled decode time
             ttft_s = max(0.0, elapsed - output / info.decode_tokens_per_s)
-            fleet.first_token(i, attempt.uncached, attempt.predicted_ms, ttft_s * 1000.0)
+            fleet.first_token(
+                i, attempt.ticket, attempt.predicted_ms, ttft_s * 1000.0, self.clock()
+            )
             self.metrics.observe_ttft(info.name, info.site, info.model, ttft_s)
             self._settle_usage(attempt, usage, outcome, parsed, output)
             self._succeeded(attempt)
             outcome.status = "ok"
         else:
             # a 4xx from the upstream is the request's fault: pass it through, no failover
-            fleet.failed(i, attempt.uncached)
+            fleet.failed(i, attempt.uncached, now_s=self.clock())
             outcome.status = f"http_{status}"
         if status == 200:
             fleet.finished(i)
@@ -584,7 +588,7 @@ class Gateway:
             self._failed(attempt, "stream_start")
             return False
         ttft_s = self.clock() - attempt.started
-        fleet.first_token(i, attempt.uncached, attempt.predicted_ms, ttft_s * 1000.0)
+        fleet.first_token(i, attempt.ticket, attempt.predicted_ms, ttft_s * 1000.0, self.clock())
         self.metrics.observe_ttft(info.name, info.site, info.model, ttft_s)
         await send(
             {
@@ -617,7 +621,7 @@ class Gateway:
                 broken = True
         except _ClientGone:
             response.close()
-            fleet.failed(i, attempt.uncached, before_first_token=False)
+            fleet.failed(i, attempt.uncached, before_first_token=False, now_s=self.clock())
             outcome.status = "client_gone"
             raise
         finally:

@@ -10,13 +10,15 @@ numpy arrays so a decision over hundreds of endpoints is a handful of vector ope
 Time to first token is predicted as::
 
     ttft_ms = rtt_ms + queue_ms + uncached_prompt_tokens * ms_per_prefill_token + bias_ms
-    queue_ms = pending_prefill_tokens * ms_per_prefill_token
+    queue_ms = pending_tokens(now) * ms_per_prefill_token
                + max(0, in_flight + 1 - max_batch) / max_batch * mean_service_ms
 
-``pending_prefill_tokens`` is the uncached prompt work dispatched to the endpoint that has not
-yet produced a first token (what a new request waits behind under FCFS prefill); the second term
-is the wait for a batch slot when the engine is full. ``bias_ms`` is an exponentially weighted
-mean of (observed - predicted) TTFT, so systematic errors (a slower engine than its profile, a
+``pending_tokens`` is the uncached prompt work dispatched to the endpoint and not yet prefilled
+(what a new request waits behind under first-come-first-served prefill), kept as a fluid queue:
+cumulative tokens dispatched minus tokens processed, which drain at the prefill rate between
+events and jump forward when a request's first token shows that everything queued before it is
+done. The second term is the wait for a batch slot when the engine is full. ``bias_ms`` is an exponentially weighted
+mean of the model's residuals (observed - predicted TTFT), so systematic errors (a slower engine than its profile, a
 busier link than its RTT) are corrected from what the gateway sees, per endpoint.
 """
 
@@ -48,6 +50,7 @@ DEFAULT_PROFILE = PerfProfile(
 """Used for endpoints whose model has no profile for their accelerator (e.g. provider APIs)."""
 
 BIAS_WEIGHT = 0.2
+
 """EWMA weight of each new TTFT observation in the per-endpoint bias."""
 
 
@@ -152,14 +155,21 @@ class FleetState:
             [i.usd_per_output_token for i in self.infos], dtype=np.float64
         )
         self.quality: FloatArray = np.array([i.quality for i in self.infos], dtype=np.float64)
+        self.prefill_tokens_per_s: FloatArray = np.array(
+            [i.prefill_tokens_per_s for i in self.infos], dtype=np.float64
+        )
         self.in_flight: IntArray = np.zeros(n, dtype=np.int64)
-        self.pending_prefill_tokens: FloatArray = np.zeros(n, dtype=np.float64)
+        # prefill work as a fluid queue: cumulative uncached tokens dispatched, and processed
+        # (as of ``processed_at_s``; it drains at the prefill rate between events)
+        self.dispatched_tokens: FloatArray = np.zeros(n, dtype=np.float64)
+        self.processed_tokens: FloatArray = np.zeros(n, dtype=np.float64)
+        self.processed_at_s: FloatArray = np.zeros(n, dtype=np.float64)
         self.bias_ms: FloatArray = np.zeros(n, dtype=np.float64)
         self.healthy: BoolArray = np.ones(n, dtype=np.bool_)
         self.circuit_open: BoolArray = np.zeros(n, dtype=np.bool_)
         # derived, kept current by the event methods so a decision gathers instead of computing:
         self.blocked: BoolArray = np.zeros(n, dtype=np.bool_)  # unhealthy, circuit open or full
-        self.wait_ms: FloatArray = np.zeros(n, dtype=np.float64)  # queue_ms + bias_ms
+        self.wait_ms: FloatArray = np.zeros(n, dtype=np.float64)  # slot wait + bias_ms
         self.engine_waiting: FloatArray = np.zeros(n, dtype=np.float64)
         self.kv_usage: FloatArray = np.zeros(n, dtype=np.float64)
         self.observed_ttft_ms: FloatArray = np.full(n, np.nan, dtype=np.float64)
@@ -171,14 +181,32 @@ class FleetState:
     def __len__(self) -> int:
         return len(self.infos)
 
-    def queue_ms(self, i: int) -> float:
+    def pending_tokens(self, i: int, now_s: float) -> float:
+        """Uncached prompt tokens still ahead at endpoint ``i`` (fluid estimate at ``now_s``)."""
+        elapsed = max(0.0, now_s - self.processed_at_s[i])
+        processed = self.processed_tokens[i] + elapsed * self.prefill_tokens_per_s[i]
+        return float(max(0.0, self.dispatched_tokens[i] - processed))
+
+    def queue_ms(self, i: int, now_s: float) -> float:
         """Predicted wait before a new request's prefill starts at endpoint ``i``."""
+        return self.pending_tokens(i, now_s) * float(
+            self.ms_per_prefill_token[i]
+        ) + self._slot_wait(i)
+
+    def _slot_wait(self, i: int) -> float:
         batch = self.max_batch[i]
-        slot_wait = max(0.0, self.in_flight[i] + 1 - batch) / batch * self.mean_service_ms[i]
-        return float(self.pending_prefill_tokens[i] * self.ms_per_prefill_token[i] + slot_wait)
+        return float(max(0.0, self.in_flight[i] + 1 - batch) / batch * self.mean_service_ms[i])
+
+    def _drain(self, i: int, now_s: float) -> None:
+        elapsed = max(0.0, now_s - self.processed_at_s[i])
+        self.processed_tokens[i] = min(
+            self.dispatched_tokens[i],
+            self.processed_tokens[i] + elapsed * self.prefill_tokens_per_s[i],
+        )
+        self.processed_at_s[i] = max(self.processed_at_s[i], now_s)
 
     def _refresh(self, i: int) -> None:
-        self.wait_ms[i] = self.queue_ms(i) + self.bias_ms[i]
+        self.wait_ms[i] = self._slot_wait(i) + self.bias_ms[i]
         self.blocked[i] = (
             not self.healthy[i]
             or self.circuit_open[i]
@@ -186,24 +214,37 @@ class FleetState:
         )
 
     # -- events written by the gateway or the simulator ------------------------------------
-    def dispatched(self, i: int, uncached_tokens: int, hashes: Sequence[int] = ()) -> None:
+    def dispatched(
+        self, i: int, uncached_tokens: int, hashes: Sequence[int] = (), now_s: float = 0.0
+    ) -> float:
+        """A request was sent to endpoint ``i``; returns its ticket (its place in the prefill
+        queue) for ``first_token`` and ``failed``."""
+        self._drain(i, now_s)
         self.in_flight[i] += 1
-        self.pending_prefill_tokens[i] += uncached_tokens
+        self.dispatched_tokens[i] += uncached_tokens
         self.requests_routed += 1
         if hashes:
             self.prefix.record(i, hashes)
         self._refresh(i)
+        return float(self.dispatched_tokens[i])
 
     def first_token(
-        self, i: int, uncached_tokens: int, predicted_ms: float, observed_ms: float
+        self, i: int, ticket: float, model_ms: float, observed_ms: float, now_s: float = 0.0
     ) -> None:
-        """The first token arrived: the prefill work left the queue; learn the TTFT error.
+        """The first token arrived: this request's prefill — and, prefill being first come
+        first served, all work queued before it — is done; learn the TTFT error.
 
-        ``predicted_ms`` is the prediction made at dispatch *including* the bias then in force.
+        ``model_ms`` is the model's prediction at dispatch *without* the learned correction
+        (``Candidate.model_ttft_ms``): the correction is a moving average of the model's
+        residuals, so many requests in flight at once cannot make it overshoot (feeding
+        corrected predictions back would compound the correction).
         """
-        self.pending_prefill_tokens[i] = max(0.0, self.pending_prefill_tokens[i] - uncached_tokens)
-        error = observed_ms - predicted_ms
-        self.bias_ms[i] += BIAS_WEIGHT * error
+        self._drain(i, now_s)
+        self.processed_tokens[i] = max(
+            self.processed_tokens[i], min(ticket, self.dispatched_tokens[i])
+        )
+        residual = observed_ms - model_ms
+        self.bias_ms[i] += BIAS_WEIGHT * (residual - self.bias_ms[i])
         previous = self.observed_ttft_ms[i]
         self.observed_ttft_ms[i] = (
             observed_ms if np.isnan(previous) else previous + BIAS_WEIGHT * (observed_ms - previous)
@@ -214,11 +255,15 @@ class FleetState:
         self.in_flight[i] = max(0, self.in_flight[i] - 1)
         self._refresh(i)
 
-    def failed(self, i: int, uncached_tokens: int, before_first_token: bool = True) -> None:
+    def failed(
+        self, i: int, uncached_tokens: int, before_first_token: bool = True, now_s: float = 0.0
+    ) -> None:
+        """A request failed: it leaves the endpoint (and its prefill work the queue)."""
         self.in_flight[i] = max(0, self.in_flight[i] - 1)
         if before_first_token:
-            self.pending_prefill_tokens[i] = max(
-                0.0, self.pending_prefill_tokens[i] - uncached_tokens
+            self._drain(i, now_s)
+            self.processed_tokens[i] = min(
+                self.dispatched_tokens[i], self.processed_tokens[i] + uncached_tokens
             )
         self._refresh(i)
 
@@ -234,7 +279,7 @@ class FleetState:
         if in_flight is not None:
             self.in_flight[i] = in_flight
         if pending_prefill_tokens is not None:
-            self.pending_prefill_tokens[i] = pending_prefill_tokens
+            self.dispatched_tokens[i] = self.processed_tokens[i] + pending_prefill_tokens
         if bias_ms is not None:
             self.bias_ms[i] = bias_ms
         self._refresh(i)

@@ -66,6 +66,7 @@ class _Scored(NamedTuple):
     cached_tokens: FloatArray
     cost_usd: FloatArray
     matched_blocks: FloatArray
+    backlog_ms: FloatArray  # prefill work queued ahead (the queue before slot wait and bias)
 
 
 def _refused(request: RouteRequest, compliant: CompliantSet, policy: str) -> Decision:
@@ -103,7 +104,16 @@ def _filter_and_predict(
         matched = depth[idx]
         cached = np.minimum(matched * fleet.block_tokens, prompt)
     uncached = prompt - cached
-    queue = fleet.wait_ms[idx]  # queue + learned bias, kept current by the fleet's events
+    # the fluid prefill queue drained to now, plus slot wait and learned bias
+    elapsed = np.maximum(request.now_s - fleet.processed_at_s[idx], 0.0)
+    pending = (
+        fleet.dispatched_tokens[idx]
+        - fleet.processed_tokens[idx]
+        - elapsed * c.prefill_tokens_per_s
+    )
+    np.maximum(pending, 0.0, out=pending)
+    backlog = pending * c.ms_per_prefill_token
+    queue = backlog + fleet.wait_ms[idx]
     prefill = uncached * c.ms_per_prefill_token
     ttft = c.rtt_ms + queue + prefill
     np.maximum(ttft, c.rtt_ms, out=ttft)
@@ -124,7 +134,7 @@ def _filter_and_predict(
             f"{len(idx)} compliant endpoints, none usable: {unhealthy} unhealthy, "
             f"{opened} circuit open, {at_capacity} at capacity, {len(request.exclude)} already tried"
         )
-    return _Scored(idx, dead, c.rtt_ms, queue, prefill, ttft, cached, cost, matched)
+    return _Scored(idx, dead, c.rtt_ms, queue, prefill, ttft, cached, cost, matched, backlog)
 
 
 def _candidates(
@@ -136,6 +146,7 @@ def _candidates(
     endpoints = scored.endpoints[top].tolist()
     columns = zip(
         endpoints,
+        view.fleet.bias_ms[scored.endpoints[top]].tolist(),
         scored.ttft_ms[top].tolist(),
         scored.rtt_ms[top].tolist(),
         scored.queue_ms[top].tolist(),
@@ -157,8 +168,9 @@ def _candidates(
             int(cached),
             cost,
             q,
+            bias,
         )
-        for i, ttft, rtt, queue, prefill, cached, cost, q in columns
+        for i, bias, ttft, rtt, queue, prefill, cached, cost, q in columns
     )
 
 
@@ -191,6 +203,20 @@ def _prepare(
     return scored, None
 
 
+def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
+    """Predicted TTFT, plus the delay this request's prefill imposes on the requests after it.
+
+    Sending a request where its prefix is not cached adds its whole prompt to that endpoint's
+    prefill queue; every request that arrives there before the work is done waits for it. The
+    expected number of such requests is the endpoints' utilisation, estimated here as the share
+    of candidates with prefill work queued. At low load the key is the request's own TTFT; under
+    load it turns work-conserving, keeping requests where their prefix already is unless the
+    queue there costs more than the recomputation and what it does to others."""
+    live = ~scored.blocked
+    busy = float((scored.backlog_ms[live] > 0.0).mean())
+    return scored.ttft_ms + busy * scored.prefill_ms
+
+
 def route(request: RouteRequest, view: RoutingView) -> Decision:
     """Isthmus routing: the compliant endpoint that best meets the tenant's objective."""
     scored, early = _prepare(request, view, "isthmus")
@@ -202,7 +228,7 @@ def route(request: RouteRequest, view: RoutingView) -> Decision:
     # Ties break on predicted TTFT: a tiebreaker of 1e-12 USD per ms only separates costs that
     # differ by less than a hundred-millionth of a dollar.
     if objective.kind == "fastest":
-        key = ttft
+        key = _fastest_key(scored, view)
         why = "fastest"
     elif objective.kind == "weighted":
         quality = view.fleet.quality[scored.endpoints]

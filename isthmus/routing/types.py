@@ -37,13 +37,15 @@ class RouteRequest:
     exclude: frozenset[str] = frozenset()
     deadline_ms: float = 60_000.0
     request_id: str = ""
+    now_s: float = 0.0  # the caller's clock (monotonic or virtual), for time-dependent load
 
 
 class Candidate(NamedTuple):
     """One compliant endpoint with its predicted time to first token and cost.
 
     ``queue_ms`` is the predicted wait before prefill starts, including the endpoint's learned
-    correction (so it can be negative when an endpoint runs faster than its profile). A named
+    correction ``bias_ms`` (so it can be negative when an endpoint runs faster than its
+    profile). A named
     tuple rather than a frozen dataclass: the router builds several per decision and tuples
     construct an order of magnitude faster; it is just as immutable."""
 
@@ -57,6 +59,12 @@ class Candidate(NamedTuple):
     cached_tokens: int
     predicted_cost_usd: float
     quality: float
+    bias_ms: float = 0.0
+
+    @property
+    def model_ttft_ms(self) -> float:
+        """The prediction before the endpoint's learned correction (what the model says)."""
+        return self.predicted_ttft_ms - self.bias_ms
 
 
 @dataclass(frozen=True, slots=True)

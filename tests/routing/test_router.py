@@ -106,13 +106,34 @@ def test_bias_learned_from_observations_moves_traffic(view) -> None:
     fleet = view.fleet
     par = fleet.position["par-llama"]
     req = request(objective=Objective(kind="fastest"))
-    predicted = route(req, view).chosen.predicted_ttft_ms
-    for _ in range(20):  # Paris is consistently 400 ms slower than predicted
-        fleet.first_token(
-            par, 0, predicted_ms=predicted + fleet.bias_ms[par], observed_ms=predicted + 400
-        )
-    assert fleet.bias_ms[par] > 350
+    predicted = route(req, view).chosen.model_ttft_ms
+    for _ in range(20):  # Paris is consistently 400 ms slower than its model predicts
+        ticket = fleet.dispatched(par, 0)
+        fleet.first_token(par, ticket, model_ms=predicted, observed_ms=predicted + 400)
+        fleet.finished(par)
+    assert 350 < fleet.bias_ms[par] <= 400  # converges to the residual, never overshoots
     assert route(req, view).chosen.endpoint == "fra-llama"
+
+
+def test_prefill_queue_drains_with_time(view) -> None:
+    fleet = view.fleet
+    par = fleet.position["par-llama"]
+    fleet.dispatched(par, 24_000, now_s=100.0)  # 2 s of prefill at 12,000 tokens/s
+    assert fleet.queue_ms(par, 100.0) == pytest.approx(2000.0)
+    assert fleet.queue_ms(par, 101.5) == pytest.approx(500.0)
+    assert fleet.queue_ms(par, 103.0) == 0.0
+    soon = route(request(objective=Objective(kind="fastest"), now_s=100.1), view)
+    later = route(request(objective=Objective(kind="fastest"), now_s=102.5), view)
+    assert soon.chosen.endpoint != "par-llama" and later.chosen.endpoint == "par-llama"
+
+
+def test_first_token_means_everything_before_it_is_done(view) -> None:
+    fleet = view.fleet
+    par = fleet.position["par-llama"]
+    first = fleet.dispatched(par, 10_000, now_s=0.0)
+    fleet.dispatched(par, 10_000, now_s=0.0)
+    fleet.first_token(par, first, model_ms=100, observed_ms=100, now_s=0.01)
+    assert fleet.pending_tokens(par, 0.01) == pytest.approx(10_000)
 
 
 @settings(max_examples=150, deadline=None)

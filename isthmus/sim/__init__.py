@@ -1,0 +1,1 @@
+"""The fabric simulator: the live router and the shared engine timing model, in virtual time."""

@@ -34,6 +34,7 @@ from isthmus.gateway.limits import Ledger
 from isthmus.gateway.observe import DecisionLog, GatewayMetrics
 from isthmus.gateway.requests import ParsedRequest, parse_request
 from isthmus.gateway.tenants import Caller, TenantDirectory
+from isthmus.gateway.tracing import Tracer, tracer_for
 from isthmus.gateway.upstream import UpstreamError, Upstreams
 from isthmus.routing import ROUTERS, Decision, RouteRequest, RoutingView, build_view
 
@@ -67,6 +68,7 @@ class GatewayConfig:
     index_block_tokens: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
     log_decisions: bool = True
+    tracing: bool = False  # OpenTelemetry spans (needs the ``otel`` extra and a provider)
 
 
 @dataclass
@@ -122,6 +124,7 @@ class Gateway:
     metrics: GatewayMetrics = field(init=False)
     decisions: DecisionLog = field(init=False)
     breakers: list[CircuitBreaker] = field(init=False)
+    tracer: Tracer | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -137,6 +140,8 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.decisions = DecisionLog(enabled=self.config.log_decisions)
         self.breakers = [CircuitBreaker() for _ in self.view.fleet.infos]
+        if self.tracer is None:
+            self.tracer = tracer_for(self.config.tracing)
         self._models_body = orjson.dumps(
             {
                 "object": "list",
@@ -290,19 +295,33 @@ class Gateway:
         reservation = self.ledger.admit(tenant, parsed.prompt_tokens + parsed.max_output_tokens)
         outcome = _Outcome()
         started = self.clock()
-        try:
-            await self._forward(
-                scope, receive, send, caller, parsed, data_class, upstream_path, outcome
-            )
-        finally:
-            self.ledger.settle(tenant, reservation, outcome.tokens, outcome.usd)
-            self.metrics.request(
-                tenant.name, parsed.model, outcome.endpoint, outcome.site, outcome.status
-            )
-            if outcome.status == "ok":
-                self.metrics.observe_e2e(
-                    outcome.endpoint, outcome.site, outcome.model, self.clock() - started
+        assert self.tracer is not None
+        with self.tracer.span(
+            "isthmus.request",
+            tenant=tenant.name,
+            model=parsed.model,
+            data_class=data_class,
+            gateway_site=self.config.site,
+            stream=parsed.stream,
+        ) as span:
+            try:
+                await self._forward(
+                    scope, receive, send, caller, parsed, data_class, upstream_path, outcome
                 )
+            finally:
+                self.ledger.settle(tenant, reservation, outcome.tokens, outcome.usd)
+                self.metrics.request(
+                    tenant.name, parsed.model, outcome.endpoint, outcome.site, outcome.status
+                )
+                if outcome.status == "ok":
+                    self.metrics.observe_e2e(
+                        outcome.endpoint, outcome.site, outcome.model, self.clock() - started
+                    )
+                span.set_attribute("endpoint", outcome.endpoint)
+                span.set_attribute("site", outcome.site)
+                span.set_attribute("outcome", outcome.status)
+                span.set_attribute("tokens", outcome.tokens)
+                span.set_attribute("cached_tokens_reported", outcome.cached_reported or 0)
 
     def _route(
         self,

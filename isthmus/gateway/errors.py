@@ -30,7 +30,7 @@ _TYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: Python sets __traceback__ on exceptions as they propagate
 class ApiError(Exception):
     status: int
     message: str

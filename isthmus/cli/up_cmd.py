@@ -143,5 +143,55 @@ def up(
     asyncio.run(_serve(fabric, site, host, port, timing, delay))
 
 
+async def _serve_gateway(fabric: Fabric, config: object, host: str, port: int) -> None:
+    from isthmus.gateway import Gateway
+    from isthmus.gateway.server import start_gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        served = await start_gateway(Gateway(fabric, config), host, port, log_level="info")  # type: ignore[arg-type]
+    except OSError as exc:
+        raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    console().print(
+        f"Isthmus gateway at site [bold]{escape(config.site)}[/]: http://{host}:{port}/v1 "  # type: ignore[attr-defined]
+        f"({len(fabric.spec.endpoints)} endpoints; metrics at /metrics)",
+        highlight=False,
+    )
+    await stop.wait()
+    await served.stop()
+
+
+@friendly
+def gateway(
+    site: Annotated[str, typer.Option("--site", "-s", help="the gateway's site")],
+    fabric_path: FabricOption = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8080,
+    router: Annotated[str, typer.Option(help="routing policy")] = "isthmus",
+    tracing: Annotated[
+        bool, typer.Option(help="OpenTelemetry spans (needs the otel extra)")
+    ] = False,
+    log_decisions: Annotated[
+        bool, typer.Option(help="one JSON line per decision on stderr")
+    ] = True,
+) -> None:
+    """Run one gateway at a site, against the fabric's real upstream endpoints."""
+    from isthmus.gateway import GatewayConfig
+    from isthmus.routing import ROUTERS
+
+    fabric = load(fabric_path)
+    if site not in fabric.sites:
+        raise CliFailure(f"unknown site {site!r}")
+    if router not in ROUTERS:
+        raise CliFailure(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
+    config = GatewayConfig(site=site, router=router, tracing=tracing, log_decisions=log_decisions)
+    asyncio.run(_serve_gateway(fabric, config, host, port))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(up)
+    app.command()(gateway)

@@ -274,8 +274,12 @@ class FleetState:
         in_flight: int | None = None,
         pending_prefill_tokens: float | None = None,
         bias_ms: float | None = None,
+        now_s: float | None = None,
     ) -> None:
-        """Overwrite live load (shared state from other gateways, tests, what-if studies)."""
+        """Overwrite live load (shared state from other gateways, tests, what-if studies);
+        ``pending_prefill_tokens`` is the work queued as of ``now_s``."""
+        if now_s is not None:
+            self._drain(i, now_s)
         if in_flight is not None:
             self.in_flight[i] = in_flight
         if pending_prefill_tokens is not None:

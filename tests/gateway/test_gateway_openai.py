@@ -155,3 +155,34 @@ def test_stream_broken_midway_ends_with_an_error_event(deployment: LocalDeployme
     assert response.status_code == 200
     assert body.count("data: {") >= 2
     assert '"code":"upstream_stream_error"' in body
+
+
+def test_provider_cut_off_continues_on_another_allowed_provider(
+    deployment: LocalDeployment,
+) -> None:
+    """Every endpoint of one provider goes dark: traffic continues on the other provider."""
+    c = client(deployment, OTHER_KEY)
+    gateway = deployment.gateway
+    aws = [
+        n
+        for n, info in zip(gateway.view.fleet.position, gateway.view.fleet.infos, strict=True)
+        if info.provider == "aws"
+    ]
+    assert sorted(aws) == ["fra-llama", "iad-llama"]
+    for name in aws:
+        origin = gateway.upstreams.targets[name].origin
+        httpx.post(origin + "/admin/faults", json={"down": True}).raise_for_status()
+    # make the provider's endpoints the preferred ones: the Paris endpoint is busy
+    par = gateway.view.fleet.position["par-llama"]
+    deployment.call(_set_pending(gateway, par, 200_000))
+    sites = []
+    for _ in range(6):
+        raw = c.chat.completions.with_raw_response.create(
+            model="chat-small", messages=CHAT, max_tokens=2
+        )
+        sites.append(raw.headers["x-isthmus-site"])
+    assert set(sites) == {"onprem-paris"}
+
+
+async def _set_pending(gateway, i: int, tokens: float) -> None:  # type: ignore[no-untyped-def]
+    gateway.view.fleet.set_load(i, pending_prefill_tokens=tokens, now_s=gateway.clock())

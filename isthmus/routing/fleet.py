@@ -164,6 +164,8 @@ class FleetState:
         self.dispatched_tokens: FloatArray = np.zeros(n, dtype=np.float64)
         self.processed_tokens: FloatArray = np.zeros(n, dtype=np.float64)
         self.processed_at_s: FloatArray = np.zeros(n, dtype=np.float64)
+        # when the queued prefill work will have drained (what a decision reads)
+        self.queue_empty_at_s: FloatArray = np.zeros(n, dtype=np.float64)
         self.bias_ms: FloatArray = np.zeros(n, dtype=np.float64)
         self.healthy: BoolArray = np.ones(n, dtype=np.bool_)
         self.circuit_open: BoolArray = np.zeros(n, dtype=np.bool_)
@@ -207,6 +209,8 @@ class FleetState:
 
     def _refresh(self, i: int) -> None:
         self.wait_ms[i] = self._slot_wait(i) + self.bias_ms[i]
+        backlog = self.dispatched_tokens[i] - self.processed_tokens[i]
+        self.queue_empty_at_s[i] = self.processed_at_s[i] + backlog / self.prefill_tokens_per_s[i]
         self.blocked[i] = (
             not self.healthy[i]
             or self.circuit_open[i]

@@ -213,7 +213,7 @@ def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
     load it turns work-conserving, keeping requests where their prefix already is unless the
     queue there costs more than the recomputation and what it does to others."""
     live = ~scored.blocked
-    busy = float((scored.backlog_ms[live] > 0.0).mean())
+    busy = np.count_nonzero((scored.backlog_ms > 0.0) & live) / max(1, np.count_nonzero(live))
     return scored.ttft_ms + busy * scored.prefill_ms
 
 

@@ -46,7 +46,6 @@ class CompliantSet:
     refusals: tuple[tuple[str, str], ...]
     unknown_model: bool = False
     ms_per_prefill_token: FloatArray = field(default_factory=lambda: np.zeros(0))
-    prefill_tokens_per_s: FloatArray = field(default_factory=lambda: np.zeros(0))
     max_batch: FloatArray = field(default_factory=lambda: np.zeros(0))
     slot_wait_ms: FloatArray = field(default_factory=lambda: np.zeros(0))
     max_concurrency: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -156,7 +155,6 @@ class RoutingView:
             egress_usd_per_token=np.array(egress, dtype=np.float64) * BYTES_PER_TOKEN / 1e9,
             refusals=tuple(refusals),
             ms_per_prefill_token=fleet.ms_per_prefill_token[idx],
-            prefill_tokens_per_s=fleet.prefill_tokens_per_s[idx],
             max_batch=fleet.max_batch[idx],
             slot_wait_ms=fleet.mean_service_ms[idx] / fleet.max_batch[idx],
             max_concurrency=fleet.max_concurrency[idx],

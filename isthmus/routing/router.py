@@ -105,14 +105,9 @@ def _filter_and_predict(
         cached = np.minimum(matched * fleet.block_tokens, prompt)
     uncached = prompt - cached
     # the fluid prefill queue drained to now, plus slot wait and learned bias
-    elapsed = np.maximum(request.now_s - fleet.processed_at_s[idx], 0.0)
-    pending = (
-        fleet.dispatched_tokens[idx]
-        - fleet.processed_tokens[idx]
-        - elapsed * c.prefill_tokens_per_s
-    )
-    np.maximum(pending, 0.0, out=pending)
-    backlog = pending * c.ms_per_prefill_token
+    backlog = fleet.queue_empty_at_s[idx] - request.now_s
+    np.maximum(backlog, 0.0, out=backlog)
+    backlog *= 1000.0
     queue = backlog + fleet.wait_ms[idx]
     prefill = uncached * c.ms_per_prefill_token
     ttft = c.rtt_ms + queue + prefill
@@ -213,8 +208,10 @@ def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
     load it turns work-conserving, keeping requests where their prefix already is unless the
     queue there costs more than the recomputation and what it does to others."""
     live = ~scored.blocked
-    busy = np.count_nonzero((scored.backlog_ms > 0.0) & live) / max(1, np.count_nonzero(live))
-    return scored.ttft_ms + busy * scored.prefill_ms
+    usable = int(np.count_nonzero(live))
+    busy = int(np.count_nonzero((scored.backlog_ms > 0.0) & live)) / max(1, usable)
+    key: FloatArray = scored.ttft_ms + busy * scored.prefill_ms
+    return key
 
 
 def route(request: RouteRequest, view: RoutingView) -> Decision:

@@ -1,11 +1,16 @@
-"""Replay a request trace through a gateway's routing and emulated engines, in virtual time.
+"""Replay a request trace through gateways' routing and emulated engines, in virtual time.
 
-The gateway part mirrors ``isthmus.gateway.app`` event for event: ``route()`` from the routing
-package decides; the fleet state is written through the same ``FleetState`` events at the same
-moments (dispatch on decision, first token and cached-token report when the gateway would see
-them, i.e. half an RTT after the engine produced them; completion likewise); engine metrics are
-scraped on the same period as the gateway's health loop. Engines are ``EngineCore`` — the
-emulator's timing model — stepped by the event loop.
+The gateway part mirrors ``isthmus.gateway.app`` event for event: ``route()`` decides; the fleet
+state is written through the same ``FleetState`` events at the same moments (dispatch on
+decision; first token, cached-token report and completion when the gateway would see them,
+half an RTT after the engine produced them); engine metrics are scraped on the gateway's health
+period; a request whose endpoint fails is retried on the next decision excluding it, within the
+retry budget. Engines are ``EngineCore`` — the emulator's timing model — stepped by the event
+loop. Requests carry their own gateway site, tenant, data class and model (see
+``isthmus.sim.demand``), so one replay can drive many gateways sharing one fleet view.
+
+Naive policies can be run blind to sovereignty (``respect_sovereignty=False``); every routed
+request is then checked against the compiled policy and counted as a violation if refused.
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.engines.emulator.fleet import spec_for_endpoint
-from isthmus.engines.timing import Done, EngineProfile, EngineRequest, Event, FirstToken
+from isthmus.engines.timing import (
+    DEFAULT_PROFILE as ENGINE_DEFAULT,
+)
+from isthmus.engines.timing import (
+    Done,
+    EngineProfile,
+    EngineRequest,
+    Event,
+    FirstToken,
+)
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Objective
 from isthmus.routing import ROUTERS, RouteRequest, RoutingView, build_view
@@ -26,6 +40,8 @@ from isthmus.sim.engine import SimEngine
 from isthmus.sim.events import EventLoop
 
 __all__ = [
+    "Outage",
+    "Replay",
     "RequestResult",
     "TraceRequest",
     "chained_block_hashes",
@@ -34,6 +50,7 @@ __all__ = [
 ]
 
 TRACE_BLOCK_TOKENS = 512
+BYTES_PER_TOKEN = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +63,19 @@ class TraceRequest:
     data_class: str = ""
     tenant: str = ""
     gateway_site: str = ""
+    metro: str = ""
+    ttft_slo_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """Endpoints at ``site`` (or of ``provider``) fail at ``start_s`` and recover after
+    ``duration_s`` (``inf``: never). Requests running there fail and are retried."""
+
+    start_s: float
+    site: str | None = None
+    provider: str | None = None
+    duration_s: float = float("inf")
 
 
 @dataclass(slots=True)
@@ -56,11 +86,18 @@ class RequestResult:
     endpoint: str | None = None
     site: str | None = None
     prompt_tokens: int = 0
+    output_tokens: int = 0
     cached_tokens: int = 0
     predicted_ttft_ms: float = 0.0
     ttft_s: float | None = None
     e2e_s: float | None = None
     reason: str = ""
+    attempts: int = 0
+    violation: str = ""
+    tenant: str = ""
+    data_class: str = ""
+    ttft_slo_ms: float | None = None
+    cost_usd: float = 0.0
 
 
 def load_mooncake(path: Path, limit: int | None = None, speedup: float = 1.0) -> list[TraceRequest]:
@@ -83,34 +120,35 @@ def chained_block_hashes(
     hash_ids: Sequence[int], prompt_tokens: int, block_tokens: int
 ) -> tuple[int, ...]:
     """Chained hashes of ``block_tokens``-token blocks of a prompt made of 512-token trace
-    blocks (equal trace prefixes give equal hashes, at any block size dividing 512)."""
+    blocks (equal trace prefixes give equal hashes, at any block size dividing 512). A
+    request without ``hash_ids`` shares nothing (its blocks are unique to it)."""
+    if not hash_ids:
+        return ()
     per = TRACE_BLOCK_TOKENS // block_tokens
     out: list[int] = []
-    previous = 0x15_7A_0B
+    previous = 0x157A0B
     for k in range(prompt_tokens // block_tokens):
-        trace_block = hash_ids[min(k // per, len(hash_ids) - 1)] if hash_ids else -1
+        trace_block = hash_ids[min(k // per, len(hash_ids) - 1)]
         previous = hash((previous, trace_block, k % per))
         out.append(previous)
     return tuple(out)
 
 
-def _profiles(fabric: Fabric) -> list[EngineProfile]:
-    from isthmus.engines.timing import DEFAULT_PROFILE as ENGINE_DEFAULT
-
+def _profiles(fabric: Fabric) -> list[tuple[EngineProfile, int]]:
+    """The engine profile and replica count of every endpoint, as the emulator runs them."""
     profiles = []
     for endpoint in fabric.spec.endpoints:
         spec = spec_for_endpoint(fabric, endpoint)
         if spec is not None:
-            profiles.append(spec.config.profile)
+            profiles.append((spec.config.profile, spec.config.replicas))
         else:  # provider APIs: a generic engine with the routing defaults
-            profiles.append(
-                EngineProfile(
-                    prefill_tokens_per_s=DEFAULT_PROFILE.prefill_tokens_per_s,
-                    decode_tokens_per_s=DEFAULT_PROFILE.decode_tokens_per_s,
-                    kv_cache_tokens=DEFAULT_PROFILE.kv_cache_tokens
-                    or ENGINE_DEFAULT.kv_cache_tokens,
-                )
+            kv = DEFAULT_PROFILE.kv_cache_tokens or ENGINE_DEFAULT.kv_cache_tokens
+            profile = EngineProfile(
+                prefill_tokens_per_s=DEFAULT_PROFILE.prefill_tokens_per_s,
+                decode_tokens_per_s=DEFAULT_PROFILE.decode_tokens_per_s,
+                kv_cache_tokens=kv,
             )
+            profiles.append((profile, 1))
     return profiles
 
 
@@ -119,11 +157,15 @@ class _Live:
     request: TraceRequest
     result: RequestResult
     endpoint: int
+    replica: int
     uncached: int
     predicted_ms: float
     index_hashes: tuple[int, ...]
     one_way_s: float
     ticket: float
+    request_id: str
+    first_seen: bool = False
+    exclude: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -137,107 +179,223 @@ class Replay:
     index_block_tokens: int = 64
     scrape_interval_s: float = 0.2
     max_output_tokens: int | None = None
+    respect_sovereignty: bool = True
+    retry_budget: int = 2
+    outages: Sequence[Outage] = ()
+    detection_delay_s: float = 1.0
     view: RoutingView = field(init=False)
     loop: EventLoop = field(default_factory=EventLoop)
 
     def __post_init__(self) -> None:
-        self.view = build_view(self.fabric, index_block_tokens=self.index_block_tokens)
+        self.view = build_view(
+            self.fabric,
+            index_block_tokens=self.index_block_tokens,
+            ignore_sovereignty=not self.respect_sovereignty,
+        )
         self.router = ROUTERS[self.policy]
-        self.engines = [
-            SimEngine(self.loop, profile, self._on_event_for(i))
-            for i, profile in enumerate(_profiles(self.fabric))
-        ]
+        self.engines: list[list[SimEngine]] = []
+        for i, (profile, replicas) in enumerate(_profiles(self.fabric)):
+            self.engines.append(
+                [SimEngine(self.loop, profile, self._on_event_for(i)) for _ in range(replicas)]
+            )
+        self.down = [False] * len(self.engines)
         self._live: dict[str, _Live] = {}
+        self._attempt = 0
         self.results: list[RequestResult] = []
+        self._pending = 0
+        self.end_s = 0.0
 
+    # -- engines -----------------------------------------------------------------------------
     def _on_event_for(self, i: int):  # type: ignore[no-untyped-def]
         def on_event(event: Event, now: float) -> None:
             if isinstance(event, FirstToken):
-                live = self._live[event.request_id]
-                self.loop.at(now + live.one_way_s, self._first_token, live, event.cached_tokens)
+                live = self._live.get(event.request_id)
+                if live is not None:
+                    self.loop.at(now + live.one_way_s, self._first_token, live, event.cached_tokens)
             elif isinstance(event, Done):
-                live = self._live.pop(event.request_id)
-                self.loop.at(now + live.one_way_s, self._done, live, event.usage.cached_tokens)
+                live = self._live.pop(event.request_id, None)
+                if live is not None:
+                    self.loop.at(now + live.one_way_s, self._done, live, event.usage.cached_tokens)
 
         return on_event
 
     def _first_token(self, live: _Live, cached: int) -> None:
+        if live.result.status != "running" or live.first_seen:
+            return
         now = self.loop.now
+        live.first_seen = True
         observed_ms = (now - live.request.arrival_s) * 1000.0
         live.result.ttft_s = now - live.request.arrival_s
         live.result.cached_tokens = cached
         self.view.fleet.first_token(live.endpoint, live.ticket, live.predicted_ms, observed_ms, now)
 
     def _done(self, live: _Live, cached: int) -> None:
+        if live.result.status != "running":
+            return
         fleet = self.view.fleet
         if live.index_hashes:
             fleet.cached_tokens_reported(live.endpoint, live.index_hashes, cached)
         fleet.finished(live.endpoint)
         live.result.e2e_s = self.loop.now - live.request.arrival_s
         live.result.status = "ok"
+        info = fleet.infos[live.endpoint]
+        uncached = live.request.prompt_tokens - cached
+        live.result.cost_usd = (
+            uncached + 0.1 * cached
+        ) * info.usd_per_input_token + live.result.output_tokens * info.usd_per_output_token
 
+    # -- gateway -----------------------------------------------------------------------------
     def _arrive(self, k: int, request: TraceRequest) -> None:
+        self._pending -= 1
+        result = RequestResult(
+            k,
+            request.arrival_s,
+            "pending",
+            prompt_tokens=request.prompt_tokens,
+            tenant=request.tenant,
+            data_class=request.data_class or self.data_class,
+            ttft_slo_ms=request.ttft_slo_ms,
+        )
+        self.results.append(result)
+        self._dispatch(request, result, frozenset())
+
+    def _dispatch(
+        self, request: TraceRequest, result: RequestResult, exclude: frozenset[str]
+    ) -> None:
+        now = self.loop.now
         index_hashes = chained_block_hashes(
             request.hash_ids, request.prompt_tokens, self.index_block_tokens
         )
+        gateway = request.gateway_site or self.gateway_site
+        data_class = request.data_class or self.data_class
         route_request = RouteRequest(
             model=request.model or self.model,
-            data_class=request.data_class or self.data_class,
-            gateway_site=request.gateway_site or self.gateway_site,
+            data_class=data_class,
+            gateway_site=gateway,
             prompt_tokens=request.prompt_tokens,
             max_output_tokens=request.output_tokens,
             block_hashes=index_hashes,
             objective=self.objective,
-            now_s=self.loop.now,
+            exclude=exclude,
+            now_s=now,
         )
         decision = self.router(route_request, self.view)
-        result = RequestResult(
-            k, request.arrival_s, decision.status, prompt_tokens=request.prompt_tokens
-        )
-        self.results.append(result)
+        result.attempts += 1
         chosen = decision.chosen
         if chosen is None:
+            result.status = decision.status
             result.reason = decision.reason
             return
         fleet = self.view.fleet
         i = fleet.position[chosen.endpoint]
+        if not self.respect_sovereignty:
+            path = self.view.network.path(gateway, chosen.site)
+            verdict = self.view.policy.evaluate(data_class, chosen.site, path, chosen.model)
+            if not verdict.allowed:
+                private = self.view.network.path(gateway, chosen.site, private_only=True)
+                retry = (
+                    self.view.policy.evaluate(data_class, chosen.site, private, chosen.model)
+                    if private is not None
+                    else verdict
+                )
+                if not retry.allowed:
+                    result.violation = f"{verdict.rule} ({verdict.clause})"
         uncached = request.prompt_tokens - chosen.cached_tokens
-        ticket = fleet.dispatched(i, uncached, index_hashes, self.loop.now)
+        ticket = fleet.dispatched(i, uncached, index_hashes, now)
         result.endpoint, result.site = chosen.endpoint, chosen.site
         result.predicted_ttft_ms = chosen.predicted_ttft_ms
         result.status = "running"
-        rid = str(k)
+        output = request.output_tokens
+        if self.max_output_tokens is not None:
+            output = min(output, self.max_output_tokens)
+        output = max(1, output)
+        result.output_tokens = output
+        self._attempt += 1
+        rid = f"{result.index}.{self._attempt}"
+        replicas = self.engines[i]
+        transfer_s = 0.0
+        path = self.view.network.path(gateway, chosen.site)
+        if path is not None and path.bandwidth_gbps:
+            transfer_s = request.prompt_tokens * BYTES_PER_TOKEN * 8 / (path.bandwidth_gbps * 1e9)
         live = _Live(
             request,
             result,
             i,
+            0,
             uncached,
             chosen.model_ttft_ms,
             index_hashes,
             chosen.rtt_ms / 2000.0,
             ticket,
-        )
-        self._live[rid] = live
-        engine = self.engines[i]
-        output = (
-            request.output_tokens
-            if self.max_output_tokens is None
-            else min(request.output_tokens, self.max_output_tokens)
-        )
-        engine_request = EngineRequest(
             rid,
-            request.prompt_tokens,
-            max(1, output),
-            chained_block_hashes(
-                request.hash_ids, request.prompt_tokens, engine.core.profile.block_tokens
-            ),
+            exclude=exclude | {chosen.endpoint},
         )
-        self.loop.at(self.loop.now + live.one_way_s, engine.submit, engine_request)
+        if self.down[i]:  # the gateway does not know yet: the connection fails after an RTT
+            self.loop.at(now + 2 * live.one_way_s, self._failed, live, "connect")
+            return
+        engine_hashes = chained_block_hashes(
+            request.hash_ids, request.prompt_tokens, replicas[0].core.profile.block_tokens
+        )
+        engine_request = EngineRequest(rid, request.prompt_tokens, output, engine_hashes)
+        if len(replicas) > 1:
+            live.replica = min(
+                range(len(replicas)),
+                key=lambda r: replicas[r].core.predict_ttft_s(
+                    request.prompt_tokens, engine_hashes, now
+                ),
+            )
+        self._live[rid] = live
+        self.loop.at(now + live.one_way_s + transfer_s, self._submit, live, engine_request)
+
+    def _submit(self, live: _Live, engine_request: EngineRequest) -> None:
+        if self.down[live.endpoint]:
+            self._live.pop(live.request_id, None)
+            self.loop.after(live.one_way_s, self._failed, live, "connect")
+            return
+        self.engines[live.endpoint][live.replica].submit(engine_request)
+
+    def _failed(self, live: _Live, cause: str) -> None:
+        fleet = self.view.fleet
+        fleet.failed(live.endpoint, live.uncached, not live.first_seen, self.loop.now)
+        result = live.result
+        if live.first_seen or result.attempts > self.retry_budget:
+            result.status = "failed"
+            result.reason = f"{cause} at {live.result.endpoint}"
+            return
+        self._dispatch(live.request, result, live.exclude)
+
+    # -- faults ------------------------------------------------------------------------------
+    def _affected(self, outage: Outage) -> list[int]:
+        infos = self.view.fleet.infos
+        return [
+            i
+            for i, info in enumerate(infos)
+            if (outage.site is not None and info.site == outage.site)
+            or (outage.provider is not None and info.provider == outage.provider)
+        ]
+
+    def _outage_start(self, outage: Outage) -> None:
+        for i in self._affected(outage):
+            self.down[i] = True
+            for replica in self.engines[i]:
+                for rid in [r for r, live in self._live.items() if live.endpoint == i]:
+                    replica.core.abort(rid)
+            for rid, live in list(self._live.items()):
+                if live.endpoint == i:
+                    del self._live[rid]
+                    self.loop.after(live.one_way_s, self._failed, live, "outage")
+            self.loop.after(self.detection_delay_s, self.view.fleet.set_health, i, False)
+
+    def _outage_end(self, outage: Outage) -> None:
+        for i in self._affected(outage):
+            self.down[i] = False
+            self.loop.after(self.detection_delay_s, self.view.fleet.set_health, i, True)
 
     def _scrape(self) -> None:
         fleet = self.view.fleet
-        for i, engine in enumerate(self.engines):
-            fleet.engine_report(i, waiting=engine.core.num_waiting, kv_usage=engine.core.kv_usage())
+        for i, replicas in enumerate(self.engines):
+            core = replicas[0].core
+            fleet.engine_report(i, waiting=core.num_waiting, kv_usage=core.kv_usage())
         if self._live or self._pending:
             self.loop.after(self.scrape_interval_s, self._scrape)
 
@@ -245,15 +403,19 @@ class Replay:
         items = list(requests)
         self._pending = len(items)
         for k, request in enumerate(items):
-            self.loop.at(request.arrival_s, self._arrive_counted, k, request)
+            self.loop.at(request.arrival_s, self._arrive, k, request)
+        for outage in self.outages:
+            self.loop.at(outage.start_s, self._outage_start, outage)
+            if outage.duration_s != float("inf"):
+                self.loop.at(outage.start_s + outage.duration_s, self._outage_end, outage)
         if self.scrape_interval_s > 0:
             self.loop.at(0.0, self._scrape)
         self.loop.run()
+        self.end_s = self.loop.now
         return self.results
 
-    def _arrive_counted(self, k: int, request: TraceRequest) -> None:
-        self._pending -= 1
-        self._arrive(k, request)
+    def engine_busy_s(self) -> list[float]:
+        return [sum(r.busy_s for r in replicas) for replicas in self.engines]
 
 
 def replay(fabric: Fabric, requests: Iterable[TraceRequest], **options: Any) -> list[RequestResult]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from isthmus.engines.timing import EngineCore, EngineRequest
+from isthmus.engines.timing import EngineCore
 from isthmus.fabric.catalog import Fabric
 from isthmus.sim.events import EventLoop
-from isthmus.sim.replay import Replay, TraceRequest, chained_block_hashes
+from isthmus.sim.replay import Outage, Replay, TraceRequest, chained_block_hashes
 
 
 def test_event_loop_runs_in_time_order() -> None:
@@ -27,14 +27,12 @@ def test_isolated_request_ttft_is_rtt_plus_engine_model(mini: Fabric) -> None:
     )
     (result,) = replay.run([request])
     assert result.status == "ok" and result.endpoint == "par-llama"
-    core = EngineCore(replay.engines[replay.view.fleet.position["par-llama"]].core.profile)
-    hashes = chained_block_hashes(
-        request.hash_ids, request.prompt_tokens, core.profile.block_tokens
-    )
+    profile = replay.engines[replay.view.fleet.position["par-llama"]][0].core.profile
+    core = EngineCore(profile)
+    hashes = chained_block_hashes(request.hash_ids, request.prompt_tokens, profile.block_tokens)
     engine_ttft = core.predict_ttft_s(2048, hashes, 0.0)
     rtt_s = replay.view.network.rtt_ms("onprem-paris", "onprem-paris") / 1000.0
     assert result.ttft_s == pytest.approx(engine_ttft + rtt_s, rel=0.02)
-    core.submit(EngineRequest("x", 2048, 4, hashes), 0.0)  # the same request, sanity of the API
 
 
 def test_shared_prefixes_hit_the_cache_and_everything_finishes(mini: Fabric) -> None:
@@ -59,3 +57,48 @@ def test_refusals_are_recorded_not_run(mini: Fabric) -> None:
     replay = Replay(mini, gateway_site="aws-us-east-1", model="llama-3.1-8b", data_class="pii")
     (result,) = replay.run([TraceRequest(arrival_s=0.0, prompt_tokens=100, output_tokens=2)])
     assert result.status == "refused" and "gdpr-pii" in result.reason
+
+
+def test_outage_fails_over(mini: Fabric) -> None:
+    requests = [
+        TraceRequest(arrival_s=k * 0.1, prompt_tokens=256, output_tokens=20, hash_ids=(k, k + 1))
+        for k in range(60)
+    ]
+    replay = Replay(
+        mini,
+        gateway_site="onprem-paris",
+        model="llama-3.1-8b",
+        data_class="public",
+        outages=(Outage(start_s=2.0, site="onprem-paris", duration_s=2.0),),
+    )
+    results = replay.run(requests)
+    # streams cut mid-way fail (as at the gateway: no transparent retry once tokens flowed)
+    failed = [r for r in results if r.status != "ok"]
+    assert failed and all(r.status == "failed" and r.ttft_s is not None for r in failed)
+    assert all(r.status == "ok" for r in results if r.arrival_s >= 2.0)
+    # after detection new requests go elsewhere; before it they fail over after a connect error
+    assert all(r.site != "onprem-paris" for r in results if 3.2 <= r.arrival_s < 4.0)
+    assert any(r.attempts > 1 and r.status == "ok" for r in results)
+    # after recovery, Paris serves again
+    assert any(r.site == "onprem-paris" for r in results if r.arrival_s > 5.5)
+
+
+def test_naive_policies_count_violations(mini: Fabric) -> None:
+    requests = [
+        TraceRequest(arrival_s=k * 0.1, prompt_tokens=256, output_tokens=20, hash_ids=(k, k + 1))
+        for k in range(30)
+    ]
+    naive = Replay(
+        mini,
+        policy="round_robin",
+        gateway_site="onprem-paris",
+        model="llama-3.1-8b",
+        data_class="pii",
+        respect_sovereignty=False,
+    )
+    blind = naive.run(requests)
+    assert sum(1 for r in blind if r.violation) >= 15  # two of three endpoints are refused for pii
+    safe = Replay(mini, gateway_site="onprem-paris", model="llama-3.1-8b", data_class="pii").run(
+        requests
+    )
+    assert not any(r.violation for r in safe) and all(r.site == "onprem-paris" for r in safe)

@@ -7,6 +7,7 @@ import typer
 from isthmus.cli import fabric_cmds, find_cmd, policy_cmd, tour, up_cmd
 from isthmus.cli.catalog_cmd import catalog_app
 from isthmus.cli.demo_cmd import demo_app
+from isthmus.cli.sim_cmd import sim_app
 
 __all__ = ["app"]
 
@@ -23,6 +24,7 @@ policy_cmd.register(app)
 tour.register(app)
 up_cmd.register(app)
 app.add_typer(demo_app, name="demo")
+app.add_typer(sim_app, name="sim")
 
 app.add_typer(catalog_app, name="catalog")
 

@@ -145,6 +145,9 @@ class FleetState:
         self.max_batch: FloatArray = np.array(
             [i.max_batch_size for i in self.infos], dtype=np.float64
         )
+        self.kv_cache_tokens: FloatArray = np.array(
+            [i.kv_cache_tokens for i in self.infos], dtype=np.float64
+        )
         self.max_concurrency: IntArray = np.array(
             [i.max_concurrency for i in self.infos], dtype=np.int64
         )

@@ -115,12 +115,19 @@ def _filter_and_predict(
     output = float(request.max_output_tokens)
     cost = (uncached + cached * CACHED_INPUT_DISCOUNT) * c.usd_per_input_token
     cost += output * c.usd_per_output_token + (prompt + output) * c.egress_usd_per_token
-    dead = blocked | (ttft > request.deadline_ms)
+    # a request whose prompt and output cannot fit an engine's KV cache can never run there
+    too_big = c.kv_cache_tokens < prompt + output
+    dead = blocked | too_big | (ttft > request.deadline_ms)
     if dead.all():
-        if not blocked.all():
+        if too_big.all():
+            return (
+                f"the request needs {prompt + output:,.0f} tokens of KV cache; the largest "
+                f"compliant endpoint holds {c.kv_cache_tokens.max():,.0f}"
+            )
+        if not (blocked | too_big).all():
             return (
                 f"no usable endpoint can answer within the deadline of "
-                f"{request.deadline_ms:.0f} ms (best predicted TTFT {ttft[~blocked].min():.0f} ms)"
+                f"{request.deadline_ms:.0f} ms (best predicted TTFT {ttft[~(blocked | too_big)].min():.0f} ms)"
             )
         unhealthy = int((~fleet.healthy[idx]).sum())
         opened = int(fleet.circuit_open[idx].sum())
@@ -326,18 +333,19 @@ def route_cache_aware(request: RouteRequest, view: RoutingView) -> Decision:
 
     def pick(scored: _Scored) -> npt.NDArray[np.int64]:
         fleet = view.fleet
+        usable = ~scored.blocked
         load = fleet.in_flight[scored.endpoints].astype(np.float64)
-        low, high = float(load.min()), float(load.max())
+        low, high = float(load[usable].min()), float(load[usable].max())
         if high - low > BALANCE_ABS_THRESHOLD and high > low * BALANCE_REL_THRESHOLD:
-            return np.argsort(load, kind="stable")
+            return np.lexsort((load, scored.blocked))
         blocks = max(1, len(request.block_hashes))
         rate = scored.matched_blocks / blocks
-        if float(rate.max()) > CACHE_THRESHOLD:
-            return np.lexsort((load, -rate))
+        if float(rate[usable].max()) > CACHE_THRESHOLD:
+            return np.lexsort((load, -rate, scored.blocked))
         tree = np.array(
             [fleet.prefix.blocks_held(int(i)) for i in scored.endpoints], dtype=np.float64
         )
-        return np.lexsort((load, tree))
+        return np.lexsort((load, tree, scored.blocked))
 
     return _by_order(request, view, "cache_aware", pick, "cache-aware (SGLang style)")
 

@@ -49,6 +49,7 @@ class CompliantSet:
     max_batch: FloatArray = field(default_factory=lambda: np.zeros(0))
     slot_wait_ms: FloatArray = field(default_factory=lambda: np.zeros(0))
     max_concurrency: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    kv_cache_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_input_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_output_token: FloatArray = field(default_factory=lambda: np.zeros(0))
 
@@ -158,6 +159,7 @@ class RoutingView:
             max_batch=fleet.max_batch[idx],
             slot_wait_ms=fleet.mean_service_ms[idx] / fleet.max_batch[idx],
             max_concurrency=fleet.max_concurrency[idx],
+            kv_cache_tokens=fleet.kv_cache_tokens[idx],
             usd_per_input_token=fleet.usd_per_input_token[idx],
             usd_per_output_token=fleet.usd_per_output_token[idx],
         )

@@ -31,6 +31,7 @@ from isthmus.engines.timing import (
     EngineRequest,
     Event,
     FirstToken,
+    RequestTooLarge,
 )
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Objective
@@ -352,7 +353,13 @@ class Replay:
             self._live.pop(live.request_id, None)
             self.loop.after(live.one_way_s, self._failed, live, "connect")
             return
-        self.engines[live.endpoint][live.replica].submit(engine_request)
+        try:
+            self.engines[live.endpoint][live.replica].submit(engine_request)
+        except RequestTooLarge as exc:  # the engine answers 400, which the gateway passes on
+            self._live.pop(live.request_id, None)
+            self.view.fleet.failed(live.endpoint, live.uncached, True, self.loop.now)
+            live.result.status = "rejected"
+            live.result.reason = str(exc)
 
     def _failed(self, live: _Live, cause: str) -> None:
         fleet = self.view.fleet

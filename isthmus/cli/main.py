@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import fabric_cmds, find_cmd, policy_cmd, tour, up_cmd
+from isthmus.cli import audit_cmd, bundle_cmd, fabric_cmds, find_cmd, policy_cmd, tour, up_cmd
 from isthmus.cli.catalog_cmd import catalog_app
 from isthmus.cli.demo_cmd import demo_app
 from isthmus.cli.sim_cmd import sim_app
@@ -21,6 +21,8 @@ app = typer.Typer(
 fabric_cmds.register(app)
 find_cmd.register(app)
 policy_cmd.register(app)
+bundle_cmd.register(policy_cmd.policy_app)
+audit_cmd.register(app)
 tour.register(app)
 up_cmd.register(app)
 app.add_typer(demo_app, name="demo")

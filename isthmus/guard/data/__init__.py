@@ -1,0 +1,1 @@
+"""Data files shipped with the guard: the trained classifier artifact (see NOTICE.md)."""

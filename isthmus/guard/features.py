@@ -1,0 +1,105 @@
+"""Hashed character n-gram features, in numpy, identical at training and at inference.
+
+A text is lower-cased, its digits folded to ``0``, and every character n-gram of the sizes in
+``FeatureSpec.ngram_sizes`` is hashed into one of ``2**bits`` buckets. The hash is a
+polynomial over code points, wrapping modulo 2**64, finished by a multiplicative (Fibonacci)
+mix whose top ``bits`` bits are the bucket. It never uses Python's ``hash()`` (salted per
+process), so a model trained by ``scripts/train_guard.py`` scores the same in every process.
+
+A document's feature vector is binary — 1 for each distinct bucket it hits — divided by the
+square root of its number of distinct buckets (unit length). ``segment_buckets`` computes the
+distinct buckets of every sentence of a document in one vectorised pass, which is what lets
+the context direction score each sentence of a retrieved document (where an injected
+instruction hides) at almost the cost of scoring the whole document once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FeatureSpec",
+    "document_buckets",
+    "featurize",
+    "segment_buckets",
+    "view_for_features",
+]
+
+_PRIME = np.uint64(1_099_511_628_211)  # FNV-64 prime: odd, well spread
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_DIGITS = str.maketrans("0123456789", "0000000000")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """How text becomes bucket ids; stored beside a model's weights so both always agree."""
+
+    bits: int = 18
+    ngram_sizes: tuple[int, ...] = (2, 3, 4, 5)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"bits": self.bits, "ngram_sizes": list(self.ngram_sizes)}
+
+
+def view_for_features(text: str) -> str:
+    """Lower-case with digits folded; the same length as ``text`` (offsets stay valid)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters lower-case to two; keep offsets aligned
+        lowered = "".join(c.lower()[0] for c in text)
+    return lowered.translate(_DIGITS)
+
+
+def featurize(
+    text: str, spec: FeatureSpec
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Bucket id, start offset and end offset of every n-gram of ``view_for_features(text)``."""
+    view = view_for_features(text)
+    codes = np.frombuffer(view.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    shift = np.uint64(64 - spec.bits)
+    buckets: list[npt.NDArray[np.int64]] = []
+    starts: list[npt.NDArray[np.int64]] = []
+    ends: list[npt.NDArray[np.int64]] = []
+    for size in spec.ngram_sizes:
+        count = codes.shape[0] - size + 1
+        if count <= 0:
+            continue
+        hashed = np.full(count, np.uint64(size), dtype=np.uint64)
+        for k in range(size):
+            hashed = hashed * _PRIME + codes[k : k + count]
+        buckets.append(((hashed * _GOLDEN) >> shift).astype(np.int64))
+        positions = np.arange(count, dtype=np.int64)
+        starts.append(positions)
+        ends.append(positions + size)
+    if not buckets:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(buckets), np.concatenate(starts), np.concatenate(ends)
+
+
+def document_buckets(text: str, spec: FeatureSpec) -> npt.NDArray[np.int64]:
+    """The distinct buckets of one document (framed by newlines, as segments are)."""
+    buckets, _, _ = featurize("\n" + text + "\n", spec)
+    return np.unique(buckets)
+
+
+def segment_buckets(
+    text: str, spans: list[tuple[int, int]], spec: FeatureSpec
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Distinct (segment index, bucket) pairs of each span of ``text``, in one pass.
+
+    Gives, for every span, exactly the buckets ``document_buckets`` gives for that span's text
+    alone: the spans are joined with newlines, and an n-gram counts for the segment it starts
+    in (or the newline before it) if it does not run past the newline after it.
+    """
+    pieces = [text[s:e].replace("\n", " ") for s, e in spans]
+    joined = "\n" + "\n".join(pieces) + "\n"
+    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+    firsts = np.concatenate(([1], 1 + np.cumsum(lengths + 1)[:-1])) if len(pieces) else lengths
+    buckets, starts, ends = featurize(joined, spec)
+    segment = np.searchsorted(firsts - 1, starts, side="right") - 1
+    keep = ends <= firsts[segment] + lengths[segment] + 1
+    keys = np.unique(segment[keep] * (1 << spec.bits) + buckets[keep])
+    return keys >> spec.bits, keys & ((1 << spec.bits) - 1)

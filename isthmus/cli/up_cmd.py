@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,6 +23,11 @@ from isthmus.cli.output import CliFailure, console, friendly, load
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Endpoint
 from isthmus.gateway.tenants import hash_key
+
+if TYPE_CHECKING:
+    from isthmus.audit import AuditLog
+    from isthmus.gateway import GatewayConfig
+    from isthmus.guard import GuardLike
 
 __all__ = ["DEMO_KEYS", "demo_keys", "register"]
 
@@ -56,7 +62,49 @@ def _delays(fabric: Fabric, site: str) -> dict[str, float]:
     }
 
 
-async def _serve(fabric: Fabric, site: str, host: str, port: int, timing: str, delay: bool) -> None:
+def guard_and_audit(
+    enabled: bool, policy_path: Path | None, audit_db: str | None
+) -> tuple[GuardLike | None, AuditLog | None]:
+    """The guard (default policy, or one from a file) and the audit log, as options ask."""
+    from isthmus.guard import Guard, GuardPolicy, load_guard_policy
+
+    guard = None
+    if enabled:
+        guard = Guard(load_guard_policy(policy_path) if policy_path else GuardPolicy())
+    audit = None
+    if audit_db is not None:
+        from isthmus.audit import AuditLog, key_from_env
+        from isthmus.store.engine import connect
+
+        try:
+            key = key_from_env()
+        except (KeyError, ValueError) as exc:
+            raise CliFailure(
+                f"--audit-db needs the audit key in $ISTHMUS_AUDIT_KEY ({exc})"
+            ) from None
+        audit = AuditLog(connect(audit_db), key)
+    return guard, audit
+
+
+GuardOption = Annotated[
+    bool, typer.Option("--guard/--no-guard", help="inspect prompts and responses")
+]
+GuardPolicyOption = Annotated[Path | None, typer.Option("--guard-policy", help="guard policy YAML")]
+AuditOption = Annotated[
+    str | None, typer.Option("--audit-db", help="record guard verdicts (key in $ISTHMUS_AUDIT_KEY)")
+]
+
+
+async def _serve(
+    fabric: Fabric,
+    site: str,
+    host: str,
+    port: int,
+    timing: str,
+    delay: bool,
+    guard: GuardLike | None = None,
+    audit: AuditLog | None = None,
+) -> None:
     from isthmus.engines.emulator.fleet import run_fleet, specs_from_fabric
     from isthmus.gateway import Gateway, GatewayConfig
     from isthmus.gateway.server import start_gateway
@@ -82,7 +130,12 @@ async def _serve(fabric: Fabric, site: str, host: str, port: int, timing: str, d
         ) from None
     try:
         try:
-            gateway = Gateway(fabric, GatewayConfig(site=site, log_decisions=False))
+            gateway = Gateway(
+                fabric,
+                GatewayConfig(site=site, log_decisions=False),
+                guard=guard,
+                audit=audit,
+            )
             served = await start_gateway(gateway, host, port)
         except OSError as exc:
             raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -128,9 +181,13 @@ def up(
         str, typer.Option(help="'model' (engine timing) or 'none' (instant)")
     ] = "model",
     delay: Annotated[bool, typer.Option(help="inject the fabric's network delay")] = True,
+    guard: GuardOption = True,
+    guard_policy: GuardPolicyOption = None,
+    audit_db: AuditOption = None,
 ) -> None:
     """Start the demo: emulated engines for the fabric's endpoints and a gateway at a site."""
     fabric = load(fabric_path)
+    guard_object, audit = guard_and_audit(guard, guard_policy, audit_db)
     if site not in fabric.sites:
         import difflib
 
@@ -140,10 +197,17 @@ def up(
         )
     if timing not in ("model", "none"):
         raise CliFailure(f"--timing must be 'model' or 'none'; found {timing!r}")
-    asyncio.run(_serve(fabric, site, host, port, timing, delay))
+    asyncio.run(_serve(fabric, site, host, port, timing, delay, guard_object, audit))
 
 
-async def _serve_gateway(fabric: Fabric, config: object, host: str, port: int) -> None:
+async def _serve_gateway(
+    fabric: Fabric,
+    config: GatewayConfig,
+    host: str,
+    port: int,
+    guard: GuardLike | None,
+    audit: AuditLog | None,
+) -> None:
     from isthmus.gateway import Gateway
     from isthmus.gateway.server import start_gateway
 
@@ -153,11 +217,12 @@ async def _serve_gateway(fabric: Fabric, config: object, host: str, port: int) -
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        served = await start_gateway(Gateway(fabric, config), host, port, log_level="info")  # type: ignore[arg-type]
+        gateway = Gateway(fabric, config, guard=guard, audit=audit)
+        served = await start_gateway(gateway, host, port, log_level="info")
     except OSError as exc:
         raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     console().print(
-        f"Isthmus gateway at site [bold]{escape(config.site)}[/]: http://{host}:{port}/v1 "  # type: ignore[attr-defined]
+        f"Isthmus gateway at site [bold]{escape(config.site)}[/]: http://{host}:{port}/v1 "
         f"({len(fabric.spec.endpoints)} endpoints; metrics at /metrics)",
         highlight=False,
     )
@@ -178,6 +243,9 @@ def gateway(
     log_decisions: Annotated[
         bool, typer.Option(help="one JSON line per decision on stderr")
     ] = True,
+    guard: GuardOption = True,
+    guard_policy: GuardPolicyOption = None,
+    audit_db: AuditOption = None,
 ) -> None:
     """Run one gateway at a site, against the fabric's real upstream endpoints."""
     from isthmus.gateway import GatewayConfig
@@ -189,7 +257,8 @@ def gateway(
     if router not in ROUTERS:
         raise CliFailure(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     config = GatewayConfig(site=site, router=router, tracing=tracing, log_decisions=log_decisions)
-    asyncio.run(_serve_gateway(fabric, config, host, port))
+    guard_object, audit = guard_and_audit(guard, guard_policy, audit_db)
+    asyncio.run(_serve_gateway(fabric, config, host, port, guard_object, audit))
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -33,9 +33,11 @@ from isthmus.gateway.errors import ApiError
 from isthmus.gateway.limits import Ledger
 from isthmus.gateway.observe import DecisionLog, GatewayMetrics
 from isthmus.gateway.requests import ParsedRequest, parse_request
+from isthmus.gateway.sse_guard import GuardedStream
 from isthmus.gateway.tenants import Caller, TenantDirectory
 from isthmus.gateway.tracing import Tracer, tracer_for
 from isthmus.gateway.upstream import UpstreamError, Upstreams
+from isthmus.guard import GuardLike, NullGuard, NullOutputFilter, OutputFilter
 from isthmus.routing import ROUTERS, Decision, RouteRequest, RoutingView, build_view
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -83,6 +85,7 @@ class _Attempt:
 
 @dataclass
 class _Outcome:
+    tenant: str = ""
     tokens: int = 0
     usd: float = 0.0
     endpoint: str = "-"
@@ -125,6 +128,8 @@ class Gateway:
     decisions: DecisionLog = field(init=False)
     breakers: list[CircuitBreaker] = field(init=False)
     tracer: Tracer | None = None
+    guard: GuardLike | None = None  # None: the guard is off (NullGuard)
+    audit: Any = None  # an isthmus.audit.AuditLog, or None: verdicts are not recorded
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -142,6 +147,8 @@ class Gateway:
         self.breakers = [CircuitBreaker() for _ in self.view.fleet.infos]
         if self.tracer is None:
             self.tracer = tracer_for(self.config.tracing)
+        if self.guard is None:
+            self.guard = NullGuard()
         self._models_body = orjson.dumps(
             {
                 "object": "list",
@@ -292,8 +299,9 @@ class Gateway:
         data_class = self.directory.data_class(
             tenant, _header(scope, b"x-isthmus-data-class") or parsed.data_class
         )
+        parsed = await self._inspect_request(tenant.name, parsed)
         reservation = self.ledger.admit(tenant, parsed.prompt_tokens + parsed.max_output_tokens)
-        outcome = _Outcome()
+        outcome = _Outcome(tenant=tenant.name)
         started = self.clock()
         assert self.tracer is not None
         with self.tracer.span(
@@ -322,6 +330,73 @@ class Gateway:
                 span.set_attribute("outcome", outcome.status)
                 span.set_attribute("tokens", outcome.tokens)
                 span.set_attribute("cached_tokens_reported", outcome.cached_reported or 0)
+
+    async def _record(self, tenant: str, verdicts: Any) -> None:
+        """Audit verdicts off the event loop (the log writes to a database)."""
+        if self.audit is not None and verdicts:
+            try:
+                await asyncio.to_thread(self.audit.record, tenant, verdicts)
+            except Exception:  # auditing must not take the data path down; it is logged
+                log.exception("audit record failed for tenant %s", tenant)
+
+    async def _inspect_request(self, tenant: str, parsed: ParsedRequest) -> ParsedRequest:
+        """Run the input guard; block, or swap in the redacted payload."""
+        assert self.guard is not None
+        if isinstance(self.guard, NullGuard):
+            return parsed
+        body = parsed.body
+        if parsed.kind == "chat":
+            messages = body["messages"]
+        else:
+            raw = body.get("prompt" if parsed.kind == "completion" else "input")
+            items = raw if isinstance(raw, list) else []
+            text = raw if isinstance(raw, str) else " ".join(x for x in items if isinstance(x, str))
+            messages = [{"role": "user", "content": text}]
+        decision = self.guard.inspect_request(
+            tenant, messages, tools=body.get("tools"), max_output_tokens=parsed.max_output_tokens
+        )
+        await self._record(tenant, decision.verdicts)
+        if decision.blocked:
+            raise ApiError(400, decision.reason, "guard_blocked", retryable=False)
+        if decision.messages is None:
+            return parsed
+        if parsed.kind == "chat":
+            body = {**body, "messages": decision.messages}
+        else:
+            key = "prompt" if parsed.kind == "completion" else "input"
+            body = {**body, key: decision.messages[0].get("content", "")}
+        return replace(parsed, body=body)
+
+    def _guarded_stream(self, tenant: str, parsed: ParsedRequest) -> GuardedStream | None:
+        assert self.guard is not None
+        if isinstance(self.guard, NullGuard) or parsed.kind == "embedding":
+            return None
+        output_filter: OutputFilter = self.guard.output_filter(tenant)
+        if isinstance(output_filter, NullOutputFilter):
+            return None
+        return GuardedStream(output_filter, parsed.kind)
+
+    async def _inspect_response(self, tenant: str, parsed: ParsedRequest, body: bytes) -> bytes:
+        """Run the output guard on a whole response; block (ApiError) or redact."""
+        assert self.guard is not None
+        if isinstance(self.guard, NullGuard) or parsed.kind == "embedding":
+            return body
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if not isinstance(data, dict):
+            return body
+        changed = False
+        for holder, key in _message_texts(data, parsed.kind):
+            decision = self.guard.inspect_output(tenant, holder[key])
+            await self._record(tenant, decision.verdicts)
+            if decision.blocked:
+                raise ApiError(400, decision.reason, "guard_blocked", retryable=False)
+            if decision.text is not None and decision.text != holder[key]:
+                holder[key] = decision.text
+                changed = True
+        return orjson.dumps(data) if changed else body
 
     def _route(
         self,
@@ -582,6 +657,11 @@ class Gateway:
             outcome.status = f"http_{status}"
         if status == 200:
             fleet.finished(i)
+            try:
+                body = await self._inspect_response(outcome.tenant, parsed, body)
+            except ApiError:
+                outcome.status = "guard_blocked"
+                raise
         content_type = response.headers.get("content-type", "application/json").encode("latin-1")
         await self._send(send, status, body, content_type, self._decision_headers(attempt))
         return True
@@ -620,6 +700,7 @@ class Gateway:
         chunks = 0
         tail = b""
         broken = False
+        guarded = self._guarded_stream(outcome.tenant, parsed)
         disconnect = asyncio.ensure_future(receive())
         try:
             chunk = first
@@ -628,9 +709,13 @@ class Gateway:
                 if b'"usage"' in chunk:
                     usage = _find_usage(tail + chunk) or usage
                 tail = chunk[-4096:]
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                body = chunk if guarded is None else guarded.feed(chunk)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
                 if disconnect.done():
                     raise _ClientGone
+                if guarded is not None and guarded.blocked is not None:
+                    break
                 try:
                     chunk = await response.content.readany()
                 except (aiohttp.ClientError, TimeoutError):
@@ -646,6 +731,17 @@ class Gateway:
         finally:
             disconnect.cancel()
             response.release()
+        if guarded is not None:
+            await self._record(outcome.tenant, guarded.filter.verdicts)
+        if guarded is not None and guarded.blocked is not None:
+            error = ApiError(400, guarded.blocked, "guard_blocked")
+            event = b"data: " + orjson.dumps(error.payload()) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": False})
+            self._settle_usage(attempt, usage, outcome, parsed, max(0, chunks - 2))
+            self._succeeded(attempt)
+            fleet.finished(i)
+            outcome.status = "guard_blocked"
+            return True
         if broken:
             error = ApiError(
                 502,
@@ -664,6 +760,21 @@ class Gateway:
         fleet.finished(i)
         outcome.status = "ok"
         return True
+
+
+def _message_texts(data: dict[str, Any], kind: str) -> list[tuple[dict[str, Any], str]]:
+    """The (holder, key) of every piece of model text in a non-streamed response."""
+    out = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if kind == "chat":
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                out.append((message, "content"))
+        elif isinstance(choice.get("text"), str):
+            out.append((choice, "text"))
+    return out
 
 
 def _find_usage(data: bytes) -> dict[str, Any] | None:

@@ -424,6 +424,8 @@ class Gateway:
         )
         decision = self.router(request, self.view)
         self.metrics.decision(decision.status, decision.policy)
+        if not self.decisions.enabled:
+            return decision
         chosen = decision.chosen
         self.decisions.record(
             tenant=tenant.name,

@@ -242,16 +242,20 @@ class Gateway:
         content_type: bytes = b"application/json",
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        headers = [(b"content-type", content_type), *(extra or [])]
+        headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _send_error(self, send: Send, error: ApiError) -> None:
         try:
-            await send(
-                {"type": "http.response.start", "status": error.status, "headers": error.headers()}
-            )
-            await send({"type": "http.response.body", "body": error.body()})
+            body = error.body()
+            headers = [*error.headers(), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": error.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         except Exception:  # the response had already started, or the client left
             pass
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ import uvicorn
 
 from isthmus.gateway.app import Gateway
 
-__all__ = ["ServedGateway", "start_gateway"]
+__all__ = ["GC_THRESHOLDS", "ServedGateway", "start_gateway"]
+
+GC_THRESHOLDS = (20_000, 50, 100)
 
 
 class _LoopServer(uvicorn.Server):
@@ -72,4 +75,10 @@ async def start_gateway(
             task.result()
             raise RuntimeError("the gateway server stopped while starting")
         await asyncio.sleep(0.005)
+    # The catalog, policy tables and fleet state live as long as the process: move them out of
+    # the collector's sight, and collect the young generation less often (requests allocate
+    # many short-lived objects; full scans of long-lived ones were a measurable share of CPU).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     return ServedGateway(gateway, server, task, host, sock.getsockname()[1])

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.cli import audit_cmd, bundle_cmd, fabric_cmds, find_cmd, policy_cmd, tour, up_cmd
+from isthmus.cli import (
+    audit_cmd,
+    bundle_cmd,
+    fabric_cmds,
+    find_cmd,
+    plan_cmd,
+    policy_cmd,
+    tour,
+    up_cmd,
+)
 from isthmus.cli.catalog_cmd import catalog_app
 from isthmus.cli.demo_cmd import demo_app
 from isthmus.cli.sim_cmd import sim_app
@@ -20,6 +29,7 @@ app = typer.Typer(
 )
 fabric_cmds.register(app)
 find_cmd.register(app)
+plan_cmd.register(app)
 policy_cmd.register(app)
 bundle_cmd.register(policy_cmd.policy_app)
 audit_cmd.register(app)

@@ -10,25 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
 
 from isthmus.gateway.app import Gateway
+from isthmus.serving import serve_on_loop
 
 __all__ = ["GC_THRESHOLDS", "ServedGateway", "start_gateway"]
 
 GC_THRESHOLDS = (20_000, 50, 100)
-
-
-class _LoopServer(uvicorn.Server):
-    """Leaves signal handling to whoever owns the loop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -52,33 +43,20 @@ class ServedGateway:
 async def start_gateway(
     gateway: Gateway, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
 ) -> ServedGateway:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    config = uvicorn.Config(
+    server, task, bound = await serve_on_loop(
         gateway,
-        http="httptools",
-        loop="none",
-        ws="none",
+        host,
+        port,
+        name="gateway",
         lifespan="on",
         log_level=log_level,
-        access_log=False,
         timeout_keep_alive=75,
-        server_header=False,
         date_header=False,
     )
-    server = _LoopServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the gateway server stopped while starting")
-        await asyncio.sleep(0.005)
     # The catalog, policy tables and fleet state live as long as the process: move them out of
     # the collector's sight, and collect the young generation less often (requests allocate
     # many short-lived objects; full scans of long-lived ones were a measurable share of CPU).
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    return ServedGateway(gateway, server, task, host, sock.getsockname()[1])
+    return ServedGateway(gateway, server, task, host, bound)

@@ -164,6 +164,10 @@ def run_case(n_sites: int, n_workloads: int, exact_up_to: int) -> dict[str, Any]
     result = plan(fabric, workloads, method="auto", time_limit_s=TIME_LIMIT_S)
     seconds = time.perf_counter() - started
     contention = sum(1 for c in result.unplaced if c.constraints == ("capacity",))
+    why: dict[str, int] = {}
+    for conflict in result.unplaced:
+        first = conflict.constraints[0].split(":", 1)[0] if conflict.constraints else "other"
+        why[first] = why.get(first, 0) + 1
     row: dict[str, Any] = {
         "sites": n_sites,
         "workloads": n_workloads,
@@ -184,6 +188,7 @@ def run_case(n_sites: int, n_workloads: int, exact_up_to: int) -> dict[str, Any]
         "placed": len(result.placements),
         "unplaced_infeasible": len(result.unplaced) - contention,
         "unplaced_contention": contention,
+        "unplaced_by_first_constraint": dict(sorted(why.items())),
         "candidate_legs": int(result.stats.get("candidate_legs", 0)),
         "solver_stats": {k: round(v, 3) for k, v in result.stats.items()},
     }

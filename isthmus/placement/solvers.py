@@ -333,6 +333,7 @@ class _State:
 
 @dataclass
 class _Relaxation:
+    master: Master
     form: Formulation
     result: RunResult
     cols: IntArray
@@ -340,6 +341,9 @@ class _Relaxation:
     bound: float
     rounds: int
     seconds: float
+    converged: bool
+    pending: IntArray
+    """The legs the next round would add (empty once converged)."""
 
 
 def _column_generation(
@@ -353,18 +357,28 @@ def _column_generation(
     hard_deadline: float,
     add_per_round: int,
     max_rounds: int,
+    resume: _Relaxation | None = None,
 ) -> _Relaxation:
     """Solve the LP relaxation over ``scope`` by pricing every leg; ``bound`` is valid for the
     full LP at every round (restricted objective plus the negative reduced costs left out).
 
     A round starts only if the last one's duration still fits before ``deadline``; each LP may
-    run until ``hard_deadline``, so the relaxation handed back is solved to optimality."""
+    run until ``hard_deadline``, so the relaxation handed back is solved to optimality.
+    ``resume`` continues an earlier run where it stopped (its best bound is kept)."""
     started = time.perf_counter()
     in_scope = np.zeros(len(cands.needs), dtype=bool)
     in_scope[scope] = True
     legs = np.nonzero(in_scope[cands.workload])[0].astype(np.int64)
-    master = Master(cands, meta, cols, scope, elastic=elastic)
-    rounds = 0
+    if resume is None:
+        master = Master(cands, meta, cols, scope, elastic=elastic)
+        rounds = 0
+        best = -math.inf
+    else:
+        master = resume.master
+        master.add(resume.pending)
+        rounds = resume.rounds
+        best = resume.bound
+    fresh = np.zeros(0, dtype=np.int64)
     while True:
         began = time.perf_counter()
         result = master.solve(max(0.5, hard_deadline - began))
@@ -378,19 +392,32 @@ def _column_generation(
         negative = outside & (rc < -RC_TOLERANCE)
         bound = result.objective + float(rc[negative].sum())
         rounds += 1
-        converged = result.objective - bound <= CG_RELATIVE_TOLERANCE * abs(result.objective)
-        if (
-            not negative.any()
-            or converged
-            or rounds >= max_rounds
-            or not result.optimal
-            or 2 * time.perf_counter() - began > deadline
-        ):
+        if not result.optimal:
             break
-        master.add(_most_negative(cands, np.nonzero(negative)[0], rc[negative], add_per_round))
-    if not result.optimal:
-        bound = -math.inf
-    return _Relaxation(form, result, cols, rc, bound, rounds, time.perf_counter() - started)
+        best = max(best, bound)
+        converged = not negative.any() or (
+            result.objective - bound <= CG_RELATIVE_TOLERANCE * abs(result.objective)
+        )
+        fresh = (
+            np.zeros(0, dtype=np.int64)
+            if converged
+            else _most_negative(cands, np.nonzero(negative)[0], rc[negative], add_per_round)
+        )
+        if converged or rounds >= max_rounds or 2 * time.perf_counter() - began > deadline:
+            break
+        master.add(fresh)
+    return _Relaxation(
+        master,
+        form,
+        result,
+        cols,
+        rc,
+        best,
+        rounds,
+        time.perf_counter() - started,
+        bool(result.optimal and len(fresh) == 0),
+        fresh,
+    )
 
 
 def _polish(
@@ -527,7 +554,7 @@ def solve_scalable(
         scope,
         np.union1d(_initial_columns(cands, meta, scope, per_workload), seeded),
         elastic=True,
-        deadline=started + 0.3 * time_limit_s,
+        deadline=started + 0.55 * time_limit_s,
         hard_deadline=deadline,
         add_per_round=add_per_round,
         max_rounds=max_rounds,
@@ -615,7 +642,7 @@ def solve_scalable(
         if w not in state.picks and time.perf_counter() < deadline:
             state.eject(w)
     moves = 0
-    reserve = 0.3 * time_limit_s if len(state.picks) < len(scope) else 0.0
+    reserve = 0.0 if relaxed.converged and len(state.picks) == len(scope) else 0.2 * time_limit_s
     for _ in range(4):
         improved = False
         for w in list(state.picks):
@@ -653,6 +680,22 @@ def solve_scalable(
             bound_rounds = exact_set.rounds
     else:
         bound = relaxed.bound
+        if not relaxed.converged and relaxed.result.optimal and deadline - time.perf_counter() > 1:
+            # spend what is left on the bound: carry on pricing where the LP stopped
+            more = _column_generation(
+                cands,
+                meta,
+                scope,
+                cols,
+                elastic=True,
+                deadline=deadline,
+                hard_deadline=deadline,
+                add_per_round=add_per_round,
+                max_rounds=max_rounds + 8,
+                resume=relaxed,
+            )
+            bound = max(bound, more.bound)
+            bound_rounds = more.rounds - relaxed.rounds
     return Solution(
         chosen=chosen,
         unplaced=unplaced,
@@ -668,6 +711,6 @@ def solve_scalable(
             "fractional_workloads": float(len(open_workloads)),
             "sub_mip_improved": 1.0 if sub_improved else 0.0,
             "local_moves": float(moves),
-            "placed_set_lp_rounds": float(bound_rounds),
+            "bound_lp_rounds": float(bound_rounds),
         },
     )

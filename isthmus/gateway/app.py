@@ -517,12 +517,7 @@ class Gateway:
                 last_error = f"{chosen.endpoint}: {error.reason}"
                 self._failed(attempt, "connect" if "connect" in error.reason else "timeout")
                 failures += 1
-                if failures > self.config.retry_budget:
-                    raise ApiError(
-                        502,
-                        f"upstream failed after {failures} attempts; last error: {last_error}",
-                        "upstream_error",
-                    ) from None
+                self._give_up_if_spent(failures, last_error)
                 exclude.add(chosen.endpoint)
                 continue
             if response.status in _RETRYABLE_STATUS:
@@ -531,14 +526,7 @@ class Gateway:
                 last_error = f"{chosen.endpoint}: http {response.status} {text}"
                 self._failed(attempt, f"http_{response.status}", trip=response.status != 429)
                 failures += 1
-                if failures > self.config.retry_budget:
-                    status = 429 if response.status == 429 else 502
-                    raise ApiError(
-                        status,
-                        f"upstream failed after {failures} attempts; last error: {last_error}",
-                        "upstream_error",
-                        retry_after_s=1 if status == 429 else None,
-                    )
+                self._give_up_if_spent(failures, last_error, 429 if response.status == 429 else 502)
                 exclude.add(chosen.endpoint)
                 continue
             outcome.endpoint, outcome.site, outcome.model = (
@@ -553,15 +541,20 @@ class Gateway:
             if not done:  # failed before the first byte reached the client: fail over
                 last_error = f"{chosen.endpoint}: stream broke before the first token"
                 failures += 1
-                if failures > self.config.retry_budget:
-                    raise ApiError(
-                        502,
-                        f"upstream failed after {failures} attempts; last error: {last_error}",
-                        "upstream_error",
-                    )
+                self._give_up_if_spent(failures, last_error)
                 exclude.add(chosen.endpoint)
                 continue
             return
+
+    def _give_up_if_spent(self, failures: int, last_error: str, status: int = 502) -> None:
+        """Raise the client's error once the retry budget is spent (429 stays a 429)."""
+        if failures > self.config.retry_budget:
+            raise ApiError(
+                status,
+                f"upstream failed after {failures} attempts; last error: {last_error}",
+                "upstream_error",
+                retry_after_s=1 if status == 429 else None,
+            )
 
     def _failed(self, attempt: _Attempt, cause: str, trip: bool = True) -> None:
         i = attempt.endpoint

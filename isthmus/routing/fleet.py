@@ -177,11 +177,9 @@ class FleetState:
         self.wait_ms: FloatArray = np.zeros(n, dtype=np.float64)  # slot wait + bias_ms
         self.engine_waiting: FloatArray = np.zeros(n, dtype=np.float64)
         self.kv_usage: FloatArray = np.zeros(n, dtype=np.float64)
-        self.observed_ttft_ms: FloatArray = np.full(n, np.nan, dtype=np.float64)
         self.prefix = PrefixIndex(
             [max(1, i.kv_cache_tokens // index_block_tokens) for i in self.infos]
         )
-        self.requests_routed = 0
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -229,7 +227,6 @@ class FleetState:
         self._drain(i, now_s)
         self.in_flight[i] += 1
         self.dispatched_tokens[i] += uncached_tokens
-        self.requests_routed += 1
         if hashes:
             self.prefix.record(i, hashes)
         self._refresh(i)
@@ -252,10 +249,6 @@ class FleetState:
         )
         residual = observed_ms - model_ms
         self.bias_ms[i] += BIAS_WEIGHT * (residual - self.bias_ms[i])
-        previous = self.observed_ttft_ms[i]
-        self.observed_ttft_ms[i] = (
-            observed_ms if np.isnan(previous) else previous + BIAS_WEIGHT * (observed_ms - previous)
-        )
         self._refresh(i)
 
     def finished(self, i: int) -> None:

@@ -1,0 +1,1 @@
+"""The distributed deployment: bundles out to gateways, status, audit and telemetry back."""

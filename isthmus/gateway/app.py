@@ -24,19 +24,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
 import orjson
 
 from isthmus.fabric.catalog import Fabric
 from isthmus.gateway.circuit import CircuitBreaker
 from isthmus.gateway.errors import ApiError
-from isthmus.gateway.limits import Ledger
+from isthmus.gateway.http_pool import PoolError
+from isthmus.gateway.limits import Ledger, LedgerLike
 from isthmus.gateway.observe import DecisionLog, GatewayMetrics
 from isthmus.gateway.requests import ParsedRequest, parse_request
 from isthmus.gateway.sse_guard import GuardedStream
 from isthmus.gateway.tenants import Caller, TenantDirectory
 from isthmus.gateway.tracing import Tracer, tracer_for
-from isthmus.gateway.upstream import UpstreamError, Upstreams
+from isthmus.gateway.upstream import Response, UpstreamError, Upstreams
 from isthmus.guard import GuardLike, NullGuard, NullOutputFilter, OutputFilter
 from isthmus.routing import ROUTERS, Decision, RouteRequest, RoutingView, build_view
 
@@ -122,7 +122,7 @@ class Gateway:
     clock: Callable[[], float] = time.monotonic
     view: RoutingView = field(init=False)
     directory: TenantDirectory = field(init=False)
-    ledger: Ledger = field(init=False)
+    ledger: LedgerLike = field(init=False)
     upstreams: Upstreams = field(init=False)
     metrics: GatewayMetrics = field(init=False)
     decisions: DecisionLog = field(init=False)
@@ -130,6 +130,7 @@ class Gateway:
     tracer: Tracer | None = None
     guard: GuardLike | None = None  # None: the guard is off (NullGuard)
     audit: Any = None  # an isthmus.audit.AuditLog, or None: verdicts are not recorded
+    shared: Any = None  # an isthmus.mesh.SharedState (limits and load shared by a site's replicas)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -140,7 +141,7 @@ class Gateway:
         self.view = build_view(self.fabric, index_block_tokens=self.config.index_block_tokens)
         self.router = ROUTERS[self.config.router]
         self.directory = TenantDirectory(self.fabric)
-        self.ledger = Ledger()
+        self.ledger = Ledger() if self.shared is None else self.shared.ledger
         self.upstreams = Upstreams(self.fabric, connect_timeout_s=self.config.connect_timeout_s)
         self.metrics = GatewayMetrics()
         self.decisions = DecisionLog(enabled=self.config.log_decisions)
@@ -205,6 +206,8 @@ class Gateway:
             from isthmus.gateway.health import health_loop
 
             self._background.append(asyncio.create_task(health_loop(self)))
+        if self.shared is not None:
+            self.shared.start(self)
 
     async def stop(self) -> None:
         for task in self._background:
@@ -213,6 +216,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background.clear()
+        if self.shared is not None:
+            await self.shared.stop()
         await self.upstreams.close()
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -521,7 +526,10 @@ class Gateway:
                 exclude.add(chosen.endpoint)
                 continue
             if response.status in _RETRYABLE_STATUS:
-                text = (await response.read())[:300].decode("utf-8", "replace")
+                try:
+                    text = (await response.read())[:300].decode("utf-8", "replace")
+                except PoolError:
+                    text = ""
                 response.release()
                 last_error = f"{chosen.endpoint}: http {response.status} {text}"
                 self._failed(attempt, f"http_{response.status}", trip=response.status != 429)
@@ -616,7 +624,7 @@ class Gateway:
     async def _plain(
         self,
         send: Send,
-        response: aiohttp.ClientResponse,
+        response: Response,
         attempt: _Attempt,
         parsed: ParsedRequest,
         outcome: _Outcome,
@@ -625,7 +633,7 @@ class Gateway:
         i = attempt.endpoint
         try:
             body = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except PoolError:
             self._failed(attempt, "read")
             return False
         finally:
@@ -669,7 +677,7 @@ class Gateway:
         self,
         send: Send,
         receive: Receive,
-        response: aiohttp.ClientResponse,
+        response: Response,
         attempt: _Attempt,
         parsed: ParsedRequest,
         outcome: _Outcome,
@@ -678,8 +686,8 @@ class Gateway:
         i = attempt.endpoint
         info = fleet.infos[i]
         try:
-            first = await response.content.readany()
-        except (aiohttp.ClientError, TimeoutError):
+            first = await response.readany()
+        except PoolError:
             first = b""
         if not first:
             response.release()
@@ -716,8 +724,8 @@ class Gateway:
                 if guarded is not None and guarded.blocked is not None:
                     break
                 try:
-                    chunk = await response.content.readany()
-                except (aiohttp.ClientError, TimeoutError):
+                    chunk = await response.readany()
+                except PoolError:
                     broken = True
                     break
             if not broken and not tail.rstrip().endswith(b"[DONE]"):

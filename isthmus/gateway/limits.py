@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from isthmus.fabric.schema import Tenant
 from isthmus.gateway.errors import ApiError
 
-__all__ = ["Ledger", "Reservation", "TokenBucket"]
+__all__ = ["Ledger", "LedgerLike", "Reservation", "TokenBucket", "period_start"]
 
 
 @dataclass
@@ -50,7 +51,8 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
-def _period_start(period: str, now: float) -> float:
+def period_start(period: str, now: float) -> float:
+    """Unix time of the start of the UTC hour, day or month holding ``now``."""
     moment = datetime.fromtimestamp(now, UTC)
     if period == "hour":
         moment = moment.replace(minute=0, second=0, microsecond=0)
@@ -76,6 +78,19 @@ class Reservation:
     tokens: int
 
 
+class LedgerLike(Protocol):
+    """What the gateway needs of a ledger: this process's ``Ledger``, or one shared by the
+    replicas of a site (``isthmus.mesh.shared_limits.SharedLedger``)."""
+
+    def admit(self, tenant: Tenant, tokens: int) -> Reservation: ...
+
+    def settle(
+        self, tenant: Tenant, reservation: Reservation, tokens: int, usd: float
+    ) -> None: ...
+
+    def usage(self, tenant: Tenant) -> tuple[int, float]: ...
+
+
 @dataclass
 class Ledger:
     clock: Callable[[], float] = time.time
@@ -97,7 +112,7 @@ class Ledger:
         account = self._account(tenant)
         budget = tenant.budget
         if budget is not None:
-            start = _period_start(budget.period, now)
+            start = period_start(budget.period, now)
             if start != account.period_start:
                 account.period_start, account.tokens_used, account.usd_used = start, 0, 0.0
             if budget.tokens is not None and account.tokens_used + tokens > budget.tokens:

@@ -99,3 +99,6 @@ class GatewayStatus(BaseModel):
     applied_at: float | None = Field(default=None, description="unix seconds, when applied")
     seen_at: float = Field(description="unix seconds of this heartbeat")
     audit_pending: int = Field(default=0, description="records not yet acknowledged upstream")
+    bundle_refused: str | None = Field(
+        default=None, description="why the last bundle offered since the one in force was refused"
+    )

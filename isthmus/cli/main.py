@@ -7,6 +7,7 @@ import typer
 from isthmus.cli import (
     audit_cmd,
     bundle_cmd,
+    control_cmd,
     fabric_cmds,
     find_cmd,
     plan_cmd,
@@ -35,6 +36,7 @@ bundle_cmd.register(policy_cmd.policy_app)
 audit_cmd.register(app)
 tour.register(app)
 up_cmd.register(app)
+control_cmd.register(app)
 app.add_typer(demo_app, name="demo")
 app.add_typer(sim_app, name="sim")
 

@@ -1,0 +1,59 @@
+"""The admin API as an ASGI app: FastAPI routes over one ``ControlPlane``.
+
+``create_app`` wires the error bodies, the body-size limit and every resource's routes; its
+lifespan starts and stops the link to NATS. The app holds no state of its own: the plane (on
+``app.state.plane``) does, so tests drive the same app in-process through ASGI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from isthmus.control.errors import install_error_handlers
+from isthmus.control.limits import BodyLimit
+from isthmus.control.plane import ControlPlane
+from isthmus.control.routes import audit, bundles, fabric, gateways, meta, plans, tenants
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Govern every Isthmus gateway from one place: the fabric in force, the guard policy and routing
+settings, tenants and their API keys, signed policy bundles published over NATS JetStream,
+the gateways' status, placement plans, usage and audit records.
+
+Authenticate with `Authorization: Bearer <token>`: an admin or operator token given to the
+control plane at start, or a tenant's own API key (which sees only that tenant). Every failure
+is answered as `{"error": {"message", "type", "code"}}`.
+"""
+
+
+def create_app(plane: ControlPlane, *, manage_mesh: bool = True) -> FastAPI:
+    """The admin API over ``plane``; with ``manage_mesh`` its lifespan runs the NATS link."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_mesh:
+            await plane.mesh.start()
+        try:
+            yield
+        finally:
+            if manage_mesh:
+                await plane.mesh.stop()
+
+    app = FastAPI(
+        title="Isthmus control plane",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.plane = plane
+    install_error_handlers(app)
+    for module in (meta, fabric, tenants, bundles, gateways, plans, audit):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=plane.config.max_body_bytes)
+    return app

@@ -1,0 +1,181 @@
+"""Audit records and usage gathered from the gateways: batched, idempotent writes; filtered reads.
+
+Invariants:
+
+- ``insert_audit``/``insert_usage`` write a whole batch in one statement per thousand rows and
+  one transaction, skipping rows whose key — (gateway, seq), (gateway, n, tenant) — is
+  already stored (``ON CONFLICT DO NOTHING``); they return how many rows were new. Writing the
+  same batch twice stores it once.
+- Reads filter in the database: the tenant is a ``WHERE`` clause, never a filter applied
+  after reading. Audit pages are ordered by arrival (``id``) and continue after a cursor, so a
+  page boundary never skips or repeats a record while new ones arrive.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, Select, Table, func, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import SQLAlchemyError
+
+from isthmus.control import tables as t
+from isthmus.store.engine import WRITE_OPTION, describe_failure
+from isthmus.store.errors import StoreError
+from isthmus.store.urls import display_url
+
+__all__ = ["AuditFilter", "RecordStore", "UsageTotals"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    tenant: str | None = None
+    gateway: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    gateway: str
+    snapshots: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    usd: float
+
+
+def _pg_type(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, BigInteger | Integer):
+        return "bigint"
+    if isinstance(kind, Float):
+        return "float8"
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    return "text"
+
+
+@functools.cache
+def _unnest_insert(table: Table, keys: tuple[str, ...]) -> str:
+    """One INSERT of whole columns as arrays: PostgreSQL parses one statement per batch, which
+    is several times faster than a multi-row VALUES list for batches of thousands of rows."""
+    columns = [col for col in table.columns if col.name != "id"]
+    names = ", ".join(col.name for col in columns)
+    arrays = ", ".join(f"%s::{_pg_type(col)}[]" for col in columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    )
+
+
+class RecordStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+
+    @contextmanager
+    def _begin(self, action: str, *, write: bool = False) -> Iterator[Connection]:
+        try:
+            with (self._writer if write else self.engine).begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            where = display_url(self.engine.url)
+            raise StoreError(f"{action} in {where} failed: {describe_failure(exc)}") from None
+
+    def _insert_new(
+        self, table: Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
+    ) -> int:
+        if not rows:
+            return 0
+        with self._begin(f"storing {table.name} rows", write=True) as c:
+            if c.dialect.name == "postgresql":
+                columns = [col.name for col in table.columns if col.name != "id"]
+                values = tuple([row[name] for row in rows] for name in columns)
+                return int(c.exec_driver_sql(_unnest_insert(table, keys), values).rowcount)
+            statement = (
+                sqlite.insert(table)
+                .on_conflict_do_nothing(index_elements=list(keys))
+                .returning(table.c.id)
+            )
+            return len(c.execute(statement, list(rows)).all())
+
+    def insert_audit(self, rows: Sequence[dict[str, Any]]) -> int:
+        return self._insert_new(t.audit, ("gateway", "seq"), rows)
+
+    def insert_usage(self, rows: Sequence[dict[str, Any]]) -> int:
+        return self._insert_new(t.usage, ("gateway", "n", "tenant"), rows)
+
+    def audit(self, where: AuditFilter, *, after: int = 0, limit: int = 100) -> list[RowMapping]:
+        """One page of records matching ``where``, oldest first, with ``id`` above ``after``."""
+        a = t.audit
+        query: Select[Any] = select(a).where(a.c.id > after).order_by(a.c.id).limit(limit)
+        if where.tenant is not None:
+            query = query.where(a.c.tenant == where.tenant)
+        if where.gateway is not None:
+            query = query.where(a.c.gateway == where.gateway)
+        if where.since is not None:
+            query = query.where(a.c.at >= where.since)
+        if where.until is not None:
+            query = query.where(a.c.at < where.until)
+        if where.action is not None:
+            query = query.where(a.c.action == where.action)
+        if where.category is not None:
+            query = query.where(
+                (a.c.category == where.category) | a.c.category.startswith(where.category + ":")
+            )
+        with self._begin("reading audit records") as c:
+            return list(c.execute(query).mappings())
+
+    def count_audit(self, gateway: str | None = None) -> int:
+        query = select(func.count()).select_from(t.audit)
+        if gateway is not None:
+            query = query.where(t.audit.c.gateway == gateway)
+        with self._begin("counting audit records") as c:
+            return int(c.scalar(query) or 0)
+
+    def usage(
+        self, tenant: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[UsageTotals]:
+        """``tenant``'s usage per gateway over snapshots ending in [since, until)."""
+        u = t.usage
+        query = (
+            select(
+                u.c.gateway,
+                func.count(),
+                func.sum(u.c.requests),
+                func.sum(u.c.prompt_tokens),
+                func.sum(u.c.completion_tokens),
+                func.sum(u.c.cached_tokens),
+                func.sum(u.c.usd),
+            )
+            .where(u.c.tenant == tenant)
+            .group_by(u.c.gateway)
+            .order_by(u.c.gateway)
+        )
+        if since is not None:
+            query = query.where(u.c.at >= since)
+        if until is not None:
+            query = query.where(u.c.at < until)
+        with self._begin("reading usage") as c:
+            return [
+                UsageTotals(
+                    gateway=row[0],
+                    snapshots=int(row[1]),
+                    requests=int(row[2] or 0),
+                    prompt_tokens=int(row[3] or 0),
+                    completion_tokens=int(row[4] or 0),
+                    cached_tokens=int(row[5] or 0),
+                    usd=float(row[6] or 0.0),
+                )
+                for row in c.execute(query)
+            ]

@@ -34,7 +34,7 @@ class BlockPool:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         self.num_blocks = num_blocks
         self._refcount = [0] * num_blocks
-        self._hash: list[int | None] = [None] * num_blocks
+        self._hash: dict[int, int] = {}  # block -> the chained hash it holds (full blocks only)
         self._by_hash: dict[int, int] = {}
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # a stack: pop() -> 0, 1, ...
         self._cached: OrderedDict[int, None] = OrderedDict()  # oldest release first
@@ -65,14 +65,11 @@ class BlockPool:
     # -- prefix cache ----------------------------------------------------------------------
     def lookup(self, hashes: Sequence[int]) -> list[int]:
         """Blocks holding the longest cached prefix of the hash chain ``hashes`` (no side effect)."""
-        out: list[int] = []
-        by_hash = self._by_hash
-        for h in hashes:
-            block = by_hash.get(h)
-            if block is None:
-                break
-            out.append(block)
-        return out
+        found = list(map(self._by_hash.get, hashes))
+        try:
+            return found[: found.index(None)]  # type: ignore[return-value]
+        except ValueError:
+            return found  # type: ignore[return-value]
 
     def can_allocate(self, new_blocks: int, reused: Iterable[int] = ()) -> bool:
         """Whether ``new_blocks`` can be allocated after reviving the ``reused`` cached blocks."""
@@ -93,44 +90,60 @@ class BlockPool:
         If another block already holds that hash (two sequences computed the same prefix at
         once), the cache keeps the first and this block stays unhashed.
         """
-        if self._hash[block] is not None or block_hash in self._by_hash:
+        if block in self._hash or block_hash in self._by_hash:
             return
         self._hash[block] = block_hash
         self._by_hash[block_hash] = block
+
+    def register_many(self, blocks: Sequence[int], hashes: Sequence[int]) -> None:
+        """``register`` each ``(block, hash)`` pair in order (one bulk update when none of them
+        is known yet, the usual case: a sequence's freshly computed blocks)."""
+        by_hash, hash_of = self._by_hash, self._hash
+        if (
+            by_hash.keys().isdisjoint(hashes)
+            and hash_of.keys().isdisjoint(blocks)
+            and len(set(hashes)) == len(hashes)
+        ):
+            by_hash.update(zip(hashes, blocks, strict=True))
+            hash_of.update(zip(blocks, hashes, strict=True))
+            return
+        for block, block_hash in zip(blocks, hashes, strict=True):
+            self.register(block, block_hash)
 
     # -- allocation ------------------------------------------------------------------------
     def allocate(self, n: int) -> list[int] | None:
         """``n`` fresh blocks with refcount 1, evicting cached blocks LRU; None if too few."""
         if n > self.num_available:
             return None
-        out: list[int] = []
         free, cached = self._free, self._cached
-        while len(out) < n:
-            if free:
-                block = free.pop()
-            else:
+        take = min(n, len(free))
+        out = free[len(free) - take :]
+        del free[len(free) - take :]
+        out.reverse()  # as popping one by one
+        if take < n:
+            hash_of, by_hash = self._hash, self._by_hash
+            for _ in range(n - take):
                 block, _ = cached.popitem(last=False)
-                h = self._hash[block]
-                if h is not None:
-                    del self._by_hash[h]
-                    self._hash[block] = None
-            self._refcount[block] = 1
-            out.append(block)
+                del by_hash[hash_of.pop(block)]
+                out.append(block)
+        refcount = self._refcount
+        for block in out:
+            refcount[block] = 1
         return out
 
     def release(self, blocks: Sequence[int]) -> None:
         """Drop one reference to each of ``blocks``, tail first, so tails are evicted first."""
-        refcount = self._refcount
+        refcount, hash_of, free, cached = self._refcount, self._hash, self._free, self._cached
         for b in reversed(blocks):
             count = refcount[b] - 1
             if count < 0:
                 raise RuntimeError(f"block {b} released more often than acquired")
             refcount[b] = count
             if count == 0:
-                if self._hash[b] is None:
-                    self._free.append(b)
+                if b in hash_of:
+                    cached[b] = None
                 else:
-                    self._cached[b] = None
+                    free.append(b)
 
     # -- invariants --------------------------------------------------------------------------
     def check(self) -> None:
@@ -143,9 +156,10 @@ class BlockPool:
             assert count >= 0, f"block {b} has refcount {count}"
             assert (count == 0) == (b in free or b in cached), f"block {b} state mismatch"
             if b in free:
-                assert self._hash[b] is None, f"free block {b} holds a hash"
+                assert b not in self._hash, f"free block {b} holds a hash"
             if b in cached:
-                assert self._hash[b] is not None, f"cached block {b} holds no hash"
+                assert b in self._hash, f"cached block {b} holds no hash"
         for h, b in self._by_hash.items():
-            assert self._hash[b] == h, f"hash index points at block {b} holding another hash"
+            assert self._hash.get(b) == h, f"hash index points at block {b} holding another hash"
+        assert len(self._hash) == len(self._by_hash), "a block holds a hash the index lacks"
         assert self.num_used + self.num_available == self.num_blocks

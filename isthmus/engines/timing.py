@@ -53,14 +53,30 @@ sequence is preempted (its blocks released, recomputed later from the front of t
 generated tokens kept), and no new request is admitted in that step. The oldest running
 sequence is never preempted for a younger one, so every request whose prompt plus output fits
 in the cache finishes (liveness).
+
+Decode runs (the simulator's macro-steps)
+-----------------------------------------
+While every running sequence is decoding and nothing can be admitted (the queue is empty or the
+batch is full), each step has the same composition and only the KV context grows, by ``b``
+tokens a step, so step ``j`` of the run lasts ``d0 + j * g`` with ``g = w * kv_read_share * b /
+kv_cache_tokens`` and the run's ``k`` steps end at ``j * d0 + g * j * (j - 1) / 2`` (``j = 1..k``).
+``plan_step(now_s, max_steps=K)`` plans such a run as one :class:`Step` of ``steps > 1``: it
+stops at the first sequence that finishes and only where the pool has the blocks for the whole
+run (so nothing is preempted inside it). A driver in virtual time jumps to the run's end, or,
+when something happens meanwhile (a submit, an abort, an observation), calls :meth:`advance`
+to apply the steps already over and :meth:`truncate` to end the run at the step in progress.
+The result equals stepping one by one (up to floating-point rounding): the same steps happen at
+the same times; only the per-token events inside a run are folded into one ``Token`` per
+sequence (its latest). The emulator streams tokens, so it plans single steps.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from isthmus.engines.kvcache import BlockPool
@@ -273,17 +289,47 @@ Event = FirstToken | Token | Done | Preempted
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One planned forward pass: what it computes and how long it takes."""
+    """One planned forward pass, or a decode run of ``steps`` passes of the same batch (see the
+    module docstring): what it computes and how long it takes. Pass ``j`` of a run lasts
+    ``first_step_s + j * growth_s``; ``duration_s`` is the whole run's."""
 
     started_s: float
     duration_s: float
     prefill: tuple[tuple[str, int], ...]
     decode: tuple[str, ...]
     preempted: tuple[str, ...] = ()
+    steps: int = 1
+    first_step_s: float = 0.0
+    growth_s: float = 0.0
 
     @property
     def ended_s(self) -> float:
         return self.started_s + self.duration_s
+
+    def offset_s(self, j: int) -> float:
+        """When pass ``j`` of the run (0-based) starts, from the run's start."""
+        if self.steps == 1:
+            return self.duration_s if j >= 1 else 0.0
+        return j * self.first_step_s + self.growth_s * (j * (j - 1) // 2)
+
+    def passes_before(self, time_s: float) -> int:
+        """How many passes of the run start before ``time_s`` (at least 1, at most ``steps``)."""
+        if self.steps == 1:
+            return 1
+        elapsed = time_s - self.started_s
+        # the largest j with offset_s(j) < elapsed, from the quadratic, then corrected for rounding
+        g, d0 = self.growth_s, self.first_step_s
+        if g > 0:
+            b = d0 - g / 2
+            j = int((-b + math.sqrt(max(0.0, b * b + 2 * g * elapsed))) / g)
+        else:
+            j = int(elapsed / d0)
+        j = min(max(j, 0), self.steps - 1)
+        while j + 1 < self.steps and self.offset_s(j + 1) < elapsed:
+            j += 1
+        while j > 0 and self.offset_s(j) >= elapsed:
+            j -= 1
+        return j + 1
 
     @property
     def prefill_tokens(self) -> int:
@@ -388,8 +434,9 @@ class EngineCore:
         """
         p = self.profile
         rest = 0.0
-        if self._in_flight is not None:
-            rest = max(0.0, self._in_flight.ended_s - now_s)
+        step = self._in_flight
+        if step is not None:  # what is left of the pass in progress
+            rest = max(0.0, step.started_s + step.offset_s(step.passes_before(now_s)) - now_s)
         decoders = [s for s in self._running if s.decoding]
         b = len(decoders)
         ctx = sum(s.computed for s in decoders)
@@ -455,8 +502,12 @@ class EngineCore:
         return True
 
     # -- stepping --------------------------------------------------------------------------
-    def plan_step(self, now_s: float) -> Step | None:
-        """Choose the next batch and allocate its blocks; None if there is nothing to run."""
+    def plan_step(self, now_s: float, max_steps: int = 1) -> Step | None:
+        """Choose the next batch and allocate its blocks; None if there is nothing to run.
+
+        With ``max_steps > 1`` a decode-only batch that cannot change before its first
+        sequence finishes is planned as a run of up to ``max_steps`` passes (module docstring).
+        """
         if self._in_flight is not None:
             raise RuntimeError("finish_step() the step in flight before planning another")
         p = self.profile
@@ -487,6 +538,8 @@ class EngineCore:
             return None
         prefill: list[tuple[str, int]] = []
         decode: list[str] = []
+        decoders: list[_Seq] = []
+        fillers: list[_Seq] = []
         ctx = 0
         for seq in self._running:
             n = chunks.get(seq.req.request_id)
@@ -494,19 +547,117 @@ class EngineCore:
                 continue
             if seq.decoding:
                 decode.append(seq.req.request_id)
+                decoders.append(seq)
                 ctx += seq.computed
             else:
                 prefill.append((seq.req.request_id, n))
+                fillers.append(seq)
         duration = p.step_duration_s(sum(n for _, n in prefill), len(decode), ctx)
-        step = Step(now_s, duration, tuple(prefill), tuple(decode), tuple(preempted))
+        steps = 1
+        if max_steps > 1 and not preempted and len(fillers) <= 1:
+            steps = self._run_length(max_steps, decoders, fillers[0] if fillers else None)
+        if steps == 1:
+            step = Step(now_s, duration, tuple(prefill), tuple(decode), tuple(preempted))
+        else:
+            growth = p.weights_read_s * p.kv_read_share * len(decode) / p.kv_cache_tokens
+            run = Step(now_s, 0.0, (), (), (), steps, duration, growth)
+            step = Step(
+                now_s,
+                run.offset_s(steps),
+                tuple(prefill),
+                tuple(decode),
+                (),
+                steps,
+                duration,
+                growth,
+            )
         self._in_flight = step
         return step
+
+    def _run_length(self, max_steps: int, decoders: list[_Seq], filler: _Seq | None) -> int:
+        """Passes the planned batch can repeat unchanged: its decoders, plus at most one
+        prompt prefilled in full chunks of the whole remaining budget. Until the first decoder
+        finishes or the prompt's last chunk; while nothing can be admitted (the budget is spent
+        on the prompt, or the queue is empty or the batch full); and while the pool holds the
+        blocks for every pass (so no pass preempts)."""
+        p = self.profile
+        steps = max_steps
+        chunk = p.max_batched_tokens - len(decoders)
+        if filler is not None:
+            left = filler.num_tokens - filler.computed
+            if left <= chunk:
+                return 1  # not a full chunk: budget is left to admit requests
+            steps = min(steps, (left - 1) // chunk)
+        elif len(decoders) != len(self._running) or (
+            self._waiting and len(self._running) < p.max_batch_size
+        ):
+            return 1  # the next pass may admit a waiting request
+        if decoders:
+            steps = min(steps, min(s.req.max_tokens - s.generated for s in decoders))
+        bt = p.block_tokens
+        available = self.pool.num_available
+        while steps > 1:
+            need = sum(-(-(s.computed + steps) // bt) - len(s.blocks) for s in decoders)
+            if filler is not None:
+                need += -(-(filler.computed + steps * chunk) // bt) - len(filler.blocks)
+            if need <= available:
+                break
+            steps //= 2
+        return steps
+
+    def advance(self, now_s: float) -> list[Event]:
+        """Apply the passes of the decode run in flight that ended before ``now_s`` (never the
+        last: ``finish_step`` applies that); the rest of the run stays in flight. Returns each
+        advanced sequence's latest ``Token``. A no-op for a single step."""
+        step = self._in_flight
+        if step is None or step.steps == 1:
+            return []
+        done = step.passes_before(now_s) - 1
+        if done <= 0:
+            return []
+        events = self._apply_passes(step, done, in_progress=True)
+        first = step.first_step_s + done * step.growth_s
+        rest = step.steps - done
+        self._in_flight = Step(
+            step.started_s + step.offset_s(done),
+            step.duration_s - step.offset_s(done),
+            step.prefill,
+            step.decode,
+            (),
+            rest,
+            first,
+            step.growth_s,
+        )
+        if rest == 1:
+            self._in_flight = replace(self._in_flight, duration_s=first)
+        return events
+
+    def truncate(self, at_s: float) -> Step:
+        """End the run in flight with the pass in progress at ``at_s`` (passes starting at or
+        after ``at_s`` are dropped: something changed that the next plan must see). Returns the
+        step now in flight."""
+        step = self._in_flight
+        if step is None:
+            raise RuntimeError("no step in flight")
+        keep = step.passes_before(at_s)
+        if keep < step.steps:
+            duration = step.offset_s(keep) if keep > 1 else step.first_step_s
+            step = replace(step, duration_s=duration, steps=keep)
+            self._in_flight = step
+        return step
+
+    @property
+    def in_flight(self) -> Step | None:
+        """The step (or decode run) planned and not yet finished."""
+        return self._in_flight
 
     def finish_step(self, step: Step, now_s: float) -> list[Event]:
         """Apply ``step``'s results at ``now_s``: new tokens, first tokens, completions."""
         if step is not self._in_flight:
             raise RuntimeError("finish_step() got a step that is not the one in flight")
         self._in_flight = None
+        if step.steps > 1:
+            return self._finish_run(step, now_s)
         events: list[Event] = [Preempted(rid) for rid in step.preempted]
         finished = False
         for rid, n in (*((rid, 1) for rid in step.decode), *step.prefill):
@@ -530,6 +681,51 @@ class EngineCore:
                 usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
                 events.append(Done(rid, usage, now_s - seq.arrival_s))
                 del self._seqs[rid]
+                self.pool.release(seq.blocks)
+                seq.blocks = []
+                finished = True
+        if finished:
+            self._running = [s for s in self._running if s.req.request_id in self._seqs]
+        return events
+
+    def _apply_passes(self, step: Step, passes: int, in_progress: bool) -> list[Event]:
+        """Apply ``passes`` passes of a run: tokens, blocks and prefix-cache registrations as
+        they would stand after them, plus (``in_progress``) the blocks the next pass allocated
+        when it was planned. Returns each decoder's latest ``Token``. Every allocation happens
+        before any release (``_finish_run``), as step by step."""
+        events: list[Event] = []
+        extra = 1 if in_progress else 0
+        for rid in step.decode:
+            seq = self._seqs.get(rid)
+            if seq is None:
+                continue  # aborted while the run went on
+            seq.computed += passes
+            seq.generated += passes
+            seq.num_tokens += passes
+            grown = self._grow(seq, seq.computed + extra)
+            assert grown, "a run reserved its blocks"
+            events.append(Token(rid, seq.generated - 1))
+        for rid, chunk in step.prefill:
+            seq = self._seqs.get(rid)
+            if seq is None:
+                continue
+            seq.computed += passes * chunk
+            grown = self._grow(seq, seq.computed + extra * chunk)
+            assert grown, "a run reserved its blocks"
+            self._register_blocks(seq)
+        return events
+
+    def _finish_run(self, step: Step, now_s: float) -> list[Event]:
+        tokens = self._apply_passes(step, step.steps, in_progress=False)
+        events = list(tokens)
+        finished = False
+        for token in tokens:
+            seq = self._seqs[token.request_id]
+            req = seq.req
+            if seq.generated >= req.max_tokens:
+                usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
+                events.append(Done(req.request_id, usage, now_s - seq.arrival_s))
+                del self._seqs[req.request_id]
                 self.pool.release(seq.blocks)
                 seq.blocks = []
                 finished = True
@@ -588,7 +784,6 @@ class EngineCore:
     def _register_blocks(self, seq: _Seq) -> None:
         hashes = seq.req.block_hashes
         upto = min(seq.computed // self.profile.block_tokens, len(hashes))
-        for i in range(seq.n_hashed, upto):
-            self.pool.register(seq.blocks[i], hashes[i])
         if upto > seq.n_hashed:
+            self.pool.register_many(seq.blocks[seq.n_hashed : upto], hashes[seq.n_hashed : upto])
             seq.n_hashed = upto

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,9 +44,13 @@ def plot_ttft_cdf(runs: Mapping[str, Sequence[RequestResult]], path: Path, title
 
 
 def plot_load(
-    results: Sequence[RequestResult], path: Path, title: str, bucket_s: float = 10.0
+    results: Sequence[RequestResult],
+    path: Path,
+    title: str,
+    bucket_s: float = 10.0,
+    by: Literal["site", "endpoint"] = "site",
 ) -> Path:
-    """Requests started per second at each site, over time (the busiest 8 sites)."""
+    """Requests started per second at each site (or endpoint), over time (the busiest 8)."""
     plt = _pyplot()
     ok = [r for r in results if r.site is not None]
     if not ok:
@@ -55,8 +59,9 @@ def plot_load(
     edges = np.arange(0.0, end + bucket_s, bucket_s)
     sites: dict[str, list[float]] = {}
     for r in ok:
-        assert r.site is not None
-        sites.setdefault(r.site, []).append(r.arrival_s)
+        where = r.site if by == "site" else r.endpoint
+        assert where is not None
+        sites.setdefault(where, []).append(r.arrival_s)
     busiest = sorted(sites, key=lambda s: -len(sites[s]))[:8]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for site in busiest:

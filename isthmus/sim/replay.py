@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from isthmus.engines.emulator.fleet import spec_for_endpoint
 from isthmus.engines.timing import (
@@ -37,7 +39,7 @@ from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Objective
 from isthmus.routing import ROUTERS, RouteRequest, RoutingView, build_view
 from isthmus.routing.fleet import DEFAULT_PROFILE
-from isthmus.sim.engine import SimEngine
+from isthmus.sim.engine import RUN_STEPS, SimEngine
 from isthmus.sim.events import EventLoop
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
 ]
 
 TRACE_BLOCK_TOKENS = 512
+_POSITION_BITS = 10  # room for a block's position within a trace block (512 / 1 < 2**10)
+_CHAIN_MASK = (1 << 53) - 1  # 53 + 10 bits fit an int64
 BYTES_PER_TOKEN = 4.0
 
 
@@ -122,17 +126,33 @@ def chained_block_hashes(
 ) -> tuple[int, ...]:
     """Chained hashes of ``block_tokens``-token blocks of a prompt made of 512-token trace
     blocks (equal trace prefixes give equal hashes, at any block size dividing 512). A
-    request without ``hash_ids`` shares nothing (its blocks are unique to it)."""
+    request without ``hash_ids`` shares nothing (its blocks are unique to it).
+
+    The chain is hashed per trace block; block ``r`` of a trace block is that trace block's
+    chained hash (53 bits) shifted left by 10, plus ``r``: distinct prefixes give distinct
+    hashes unless two chains agree in 53 bits. Blocks past the trace's ids repeat its last id
+    (a prompt longer than its ids, as in the trace's last partial block)."""
     if not hash_ids:
         return ()
     per = TRACE_BLOCK_TOKENS // block_tokens
-    out: list[int] = []
+    n = prompt_tokens // block_tokens
+    if n == 0:
+        return ()
+    groups = -(-n // per)
+    ids = list(hash_ids[:groups])
+    ids += [ids[-1]] * (groups - len(ids))
+    chain: list[int] = []
     previous = 0x157A0B
-    for k in range(prompt_tokens // block_tokens):
-        trace_block = hash_ids[min(k // per, len(hash_ids) - 1)]
-        previous = hash((previous, trace_block, k % per))
-        out.append(previous)
-    return tuple(out)
+    for trace_block in ids:
+        previous = hash((previous, trace_block))
+        chain.append((previous & _CHAIN_MASK) << _POSITION_BITS)
+    if per == 1:
+        return tuple(chain[:n])
+    if n < 64:
+        return tuple([chain[k // per] + k % per for k in range(n)])
+    blocks = np.repeat(np.asarray(chain, dtype=np.int64), per)[:n]
+    blocks += np.tile(np.arange(per, dtype=np.int64), groups)[:n]
+    return tuple(blocks.tolist())
 
 
 def _profiles(fabric: Fabric) -> list[tuple[EngineProfile, int]]:
@@ -171,6 +191,15 @@ class _Live:
 
 @dataclass
 class Replay:
+    """One replay of a trace through ``fabric`` with one routing ``policy``.
+
+    ``index_block_tokens`` is the gateway's prefix-index block (64, as ``GatewayConfig``);
+    ``engine_block_tokens`` overrides the engines' KV block size (None: their profile's, 16
+    as vLLM), a coarser block being a faster, approximate simulation (hits and allocations
+    rounded to the block); ``run_steps`` caps the passes a decode run folds into one event
+    (1: step every pass, as the emulator does; the timings are the same).
+    """
+
     fabric: Fabric
     policy: str = "isthmus"
     gateway_site: str = ""
@@ -178,6 +207,8 @@ class Replay:
     data_class: str = "public"
     objective: Objective = field(default_factory=lambda: Objective(kind="fastest"))
     index_block_tokens: int = 64
+    engine_block_tokens: int | None = None
+    run_steps: int = RUN_STEPS
     scrape_interval_s: float = 0.2
     max_output_tokens: int | None = None
     respect_sovereignty: bool = True
@@ -196,8 +227,13 @@ class Replay:
         self.router = ROUTERS[self.policy]
         self.engines: list[list[SimEngine]] = []
         for i, (profile, replicas) in enumerate(_profiles(self.fabric)):
+            if self.engine_block_tokens is not None:
+                profile = replace(profile, block_tokens=self.engine_block_tokens)
             self.engines.append(
-                [SimEngine(self.loop, profile, self._on_event_for(i)) for _ in range(replicas)]
+                [
+                    SimEngine(self.loop, profile, self._on_event_for(i), self.run_steps)
+                    for _ in range(replicas)
+                ]
             )
         self.down = [False] * len(self.engines)
         self._live: dict[str, _Live] = {}
@@ -339,6 +375,8 @@ class Replay:
         )
         engine_request = EngineRequest(rid, request.prompt_tokens, output, engine_hashes)
         if len(replicas) > 1:
+            for replica in replicas:
+                replica.sync()
             live.replica = min(
                 range(len(replicas)),
                 key=lambda r: replicas[r].core.predict_ttft_s(
@@ -386,7 +424,7 @@ class Replay:
             self.down[i] = True
             for replica in self.engines[i]:
                 for rid in [r for r, live in self._live.items() if live.endpoint == i]:
-                    replica.core.abort(rid)
+                    replica.abort(rid)
             for rid, live in list(self._live.items()):
                 if live.endpoint == i:
                     del self._live[rid]
@@ -401,6 +439,7 @@ class Replay:
     def _scrape(self) -> None:
         fleet = self.view.fleet
         for i, replicas in enumerate(self.engines):
+            replicas[0].sync()
             core = replicas[0].core
             fleet.engine_report(i, waiting=core.num_waiting, kv_usage=core.kv_usage())
         if self._live or self._pending:

@@ -190,3 +190,74 @@ def test_cached_prefix_gives_an_earlier_first_token(
         c / profile.prefill_tokens_per_s > profile.weights_read_s for c in chunks
     ):
         assert warm < cold  # a compute-bound cold prefill is shortened by the hit
+
+
+def _milestones(events: list[TimedEvent]) -> list[tuple[str, str, float, int | None]]:
+    """What a client sees of a run but the token stream: first tokens, completions, preemptions."""
+    out = []
+    for e in events:
+        if isinstance(e.event, Token):
+            continue
+        cached = e.event.cached_tokens if isinstance(e.event, FirstToken) else None
+        if isinstance(e.event, Done):
+            cached = e.event.usage.cached_tokens
+        out.append((type(e.event).__name__, e.event.request_id, e.time_s, cached))
+    return sorted(out, key=lambda m: (m[0], m[1]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(profiles(), jobs())
+def test_runs_of_passes_time_requests_as_stepping_one_by_one(
+    profile: EngineProfile, work: list[Job]
+) -> None:
+    bt = profile.block_tokens
+    arrivals = [
+        (
+            job.arrival_s,
+            EngineRequest(
+                f"q{i}", len(job.tokens), job.max_tokens, tuple(block_hashes(job.tokens, bt))
+            ),
+        )
+        for i, job in enumerate(work)
+        if len(job.tokens) + job.max_tokens <= profile.capacity_tokens
+    ]
+    single, folded = EngineCore(profile), EngineCore(profile)
+    runs: list[Step] = []
+
+    def check(step: Step) -> None:
+        folded.pool.check()
+        runs.extend([step] if step.steps > 1 else [])
+
+    one_by_one = run_virtual(single, arrivals)
+    in_runs = run_virtual(folded, arrivals, run_steps=1_000_000, on_step=check)
+    folded_seen, single_seen = _milestones(in_runs), _milestones(one_by_one)
+    assert [(k, r, c) for k, r, _, c in folded_seen] == [(k, r, c) for k, r, _, c in single_seen]
+    for (_, _, t_folded, _), (_, _, t_single, _) in zip(folded_seen, single_seen, strict=True):
+        assert abs(t_folded - t_single) < 1e-9  # rounding of a closed form, nothing more
+    assert folded.preemptions == single.preemptions
+    assert folded.prefix_cache_hits == single.prefix_cache_hits
+    assert folded.idle and folded.pool.num_used == 0
+    assert all(step.duration_s > 0 for step in runs)
+
+
+def test_a_run_is_cut_by_an_arrival_and_advanced_to_the_present() -> None:
+    profile = EngineProfile(prefill_tokens_per_s=10_000, decode_tokens_per_s=100,
+                            kv_cache_tokens=4096, max_batch_size=4)  # fmt: skip
+    core = EngineCore(profile)
+    core.submit(EngineRequest("a", 32, 50), 0.0)
+    first = core.plan_step(0.0, max_steps=1000)
+    assert first is not None and first.steps == 1  # the prefill
+    core.finish_step(first, first.ended_s)
+    run = core.plan_step(first.ended_s, max_steps=1000)
+    assert run is not None and run.steps == 49 and run.decode == ("a",)
+    middle = run.started_s + run.offset_s(10) + 1e-6  # just after pass 10 started
+    tokens = core.advance(middle)
+    assert tokens == [Token("a", 10)]  # passes 0..9 are over: tokens 1..10
+    cut = core.truncate(middle)
+    assert cut.steps == 1 and cut.ended_s > middle  # pass 10 completes
+    events = core.finish_step(cut, cut.ended_s)
+    assert events == [Token("a", 11)]
+    expected = first.ended_s + sum(
+        profile.step_duration_s(0, 1, 32 + j) for j in range(11)
+    )  # one pass per token at a growing context
+    assert abs(cut.ended_s - expected) < 1e-9

@@ -102,3 +102,41 @@ def test_naive_policies_count_violations(mini: Fabric) -> None:
         requests
     )
     assert not any(r.violation for r in safe) and all(r.site == "onprem-paris" for r in safe)
+
+
+def test_decode_runs_replay_as_stepping_one_by_one(mini: Fabric) -> None:
+    requests = [
+        TraceRequest(
+            arrival_s=k * 0.037,
+            prompt_tokens=300 + 97 * (k % 7),
+            output_tokens=5 + 13 * (k % 5),
+            hash_ids=(1, 2, 100 + k % 3) if k % 2 else (),
+        )
+        for k in range(80)
+    ]
+    outage = (Outage(start_s=1.0, site="onprem-paris", duration_s=0.5),)
+    options = dict(gateway_site="onprem-paris", model="llama-3.1-8b", data_class="public")
+    stepped = Replay(mini, run_steps=1, outages=outage, **options).run(requests)  # type: ignore[arg-type]
+    folded_replay = Replay(mini, outages=outage, **options)  # type: ignore[arg-type]
+    folded = folded_replay.run(requests)
+    assert [(r.status, r.endpoint, r.cached_tokens, r.attempts) for r in folded] == [
+        (r.status, r.endpoint, r.cached_tokens, r.attempts) for r in stepped
+    ]
+    for a, b in zip(folded, stepped, strict=True):
+        assert a.ttft_s == pytest.approx(b.ttft_s, abs=1e-9)
+        assert a.e2e_s == pytest.approx(b.e2e_s, abs=1e-9)
+    assert any(r.status == "failed" for r in folded)  # the outage aborted running requests
+
+
+def test_chained_hashes_match_exactly_the_shared_trace_prefix() -> None:
+    a = chained_block_hashes((1, 2, 3), 1400, 16)
+    b = chained_block_hashes((1, 2, 4), 1400, 16)
+    assert len(a) == 1400 // 16 and len(set(a)) == len(a)
+    assert a[:64] == b[:64] and not set(a[64:]) & set(b)  # two 512-token blocks shared
+    assert chained_block_hashes((2, 1, 3), 1400, 16)[0] != a[0]
+    # the same prefix at another block size: the same split into trace blocks
+    assert len(chained_block_hashes((1, 2, 3), 1400, 64)) == 21
+    assert chained_block_hashes((), 1400, 16) == ()
+    # blocks past the trace's ids continue its chain (a prompt longer than its ids)
+    long = chained_block_hashes((1,), 2048, 512)
+    assert len(long) == 4 and len(set(long)) == 4

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from isthmus.audit import AuditLog
     from isthmus.gateway import GatewayConfig
     from isthmus.guard import GuardLike
+    from isthmus.mesh.attach import MeshOptions
 
 __all__ = ["DEMO_KEYS", "demo_keys", "register"]
 
@@ -207,6 +208,7 @@ async def _serve_gateway(
     port: int,
     guard: GuardLike | None,
     audit: AuditLog | None,
+    mesh: MeshOptions | None = None,
 ) -> None:
     from isthmus.gateway import Gateway
     from isthmus.gateway.server import start_gateway
@@ -216,8 +218,17 @@ async def _serve_gateway(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    gateway = Gateway(fabric, config, guard=guard, audit=audit)
+    agent = None
+    if mesh is not None:
+        from isthmus.mesh.attach import attach_agent
+
+        try:
+            agent = attach_agent(gateway, mesh)
+        except ValueError as exc:
+            raise CliFailure(str(exc)) from None
+        await agent.bootstrap()  # the last good bundle (or a newer one) before the first request
     try:
-        gateway = Gateway(fabric, config, guard=guard, audit=audit)
         served = await start_gateway(gateway, host, port, log_level="info")
     except OSError as exc:
         raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -226,8 +237,23 @@ async def _serve_gateway(
         f"({len(fabric.spec.endpoints)} endpoints; metrics at /metrics)",
         highlight=False,
     )
-    await stop.wait()
-    await served.stop()
+    if agent is not None and mesh is not None:
+        applied = agent.applier.applied
+        policy = f"policy bundle v{applied.version}" if applied else "the fabric file's policy"
+        links = [f"NATS {mesh.nats_url}"] if mesh.nats_url else []
+        links += [f"the control plane at {mesh.control_url}"] if mesh.control_url else []
+        console().print(
+            f"gateway id [bold]{escape(agent.gateway_id)}[/], enforcing {escape(policy)}; "
+            + (f"following {escape(' and '.join(links))}" if links else "no control plane given"),
+            highlight=False,
+        )
+        agent.start()
+    try:
+        await stop.wait()
+    finally:
+        if agent is not None:
+            await agent.stop()
+        await served.stop()
 
 
 @friendly
@@ -246,8 +272,37 @@ def gateway(
     guard: GuardOption = True,
     guard_policy: GuardPolicyOption = None,
     audit_db: AuditOption = None,
+    gateway_id: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway-id", help="this gateway's name to the control plane (default: site)"
+        ),
+    ] = None,
+    nats: Annotated[
+        str | None, typer.Option("--nats", help="NATS URL: bundles in, status and audit out")
+    ] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="the deployment's NATS namespace")
+    ] = "isthmus",
+    trusted_key: Annotated[
+        list[Path] | None,
+        typer.Option("--trusted-key", help="public key (PEM) bundles must be signed with; repeat"),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="keeps the last good bundle and the audit outbox"),
+    ] = None,
+    control: Annotated[
+        str | None,
+        typer.Option("--control", help="control plane URL: the newest bundle over HTTP"),
+    ] = None,
 ) -> None:
-    """Run one gateway at a site, against the fabric's real upstream endpoints."""
+    """Run one gateway at a site, against the fabric's real upstream endpoints.
+
+    With --nats or --control (and --trusted-key, --state-dir) it follows a control plane:
+    it enforces signed policy bundles, reports its status and ships its audit records; cut off,
+    it keeps enforcing its last good bundle.
+    """
     from isthmus.gateway import GatewayConfig
     from isthmus.routing import ROUTERS
 
@@ -257,8 +312,60 @@ def gateway(
     if router not in ROUTERS:
         raise CliFailure(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     config = GatewayConfig(site=site, router=router, tracing=tracing, log_decisions=log_decisions)
-    guard_object, audit = guard_and_audit(guard, guard_policy, audit_db)
-    asyncio.run(_serve_gateway(fabric, config, host, port, guard_object, audit))
+    mesh = _mesh_options(site, gateway_id, nats, namespace, trusted_key, state_dir, control)
+    implied_audit = mesh is not None and guard and audit_db is None
+    if mesh is not None and implied_audit:
+        mesh.state_dir.mkdir(parents=True, exist_ok=True)
+        audit_db = mesh.audit_url  # the audit log is the outbox shipped to the control plane
+    try:
+        guard_object, audit = guard_and_audit(guard, guard_policy, audit_db)
+    except CliFailure as exc:
+        if not implied_audit:
+            raise
+        raise CliFailure(
+            f"{exc}; with --state-dir the gateway records guard verdicts in {audit_db} and ships "
+            "them to the control plane (or run with --no-guard)"
+        ) from None
+    if mesh is not None:
+        from isthmus.mesh.attach import log_to_stderr
+
+        log_to_stderr()
+    asyncio.run(_serve_gateway(fabric, config, host, port, guard_object, audit, mesh))
+
+
+def _mesh_options(
+    site: str,
+    gateway_id: str | None,
+    nats: str | None,
+    namespace: str,
+    trusted_key: list[Path] | None,
+    state_dir: Path | None,
+    control: str | None,
+) -> MeshOptions | None:
+    """The control-plane link the options ask for, or ``None`` (a gateway on its own)."""
+    from isthmus.mesh.attach import MeshOptions
+
+    asked = nats or control or trusted_key or state_dir or gateway_id
+    if not asked:
+        return None
+    if state_dir is None:
+        raise CliFailure(
+            "following a control plane needs --state-dir DIR, where the gateway keeps its last "
+            "good bundle (enforced when the control plane is unreachable) and its audit outbox"
+        )
+    options = MeshOptions(
+        gateway_id=gateway_id or site,
+        state_dir=state_dir,
+        trusted_keys=tuple(trusted_key or ()),
+        nats_url=nats,
+        namespace=namespace,
+        control_url=control,
+    )
+    try:
+        options.check()
+    except ValueError as exc:
+        raise CliFailure(str(exc)) from None
+    return options
 
 
 def register(app: typer.Typer) -> None:

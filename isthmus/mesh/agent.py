@@ -200,6 +200,8 @@ class GatewayAgent:
             url,
             name=f"isthmus-gateway-{self.gateway_id}",
             allow_reconnect=False,  # this loop reconnects, so every session starts clean
+            max_reconnect_attempts=1,  # nats-py: try the server twice (0 would mean forever)
+            reconnect_time_wait=0,
             connect_timeout=self.settings.connect_timeout_s,
             disconnected_cb=on_lost,
             closed_cb=on_lost,
@@ -247,8 +249,8 @@ class GatewayAgent:
         async for msg in messages:  # type: ignore[attr-defined]
             assert isinstance(msg, Msg)
             source = f"NATS {self.names.bundle_stream}#{msg.metadata.sequence.stream}"
-            if await self.applier.offer(msg.data, source):
-                self._changed.set()
+            await self.applier.offer(msg.data, source)
+            self._changed.set()  # applied or refused: the status says which at once
 
     async def _heartbeat(self, kv: KeyValue) -> None:
         while True:

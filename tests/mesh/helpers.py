@@ -59,3 +59,17 @@ async def read_status(names: Names, gateway: str) -> GatewayStatus | None:
         return GatewayStatus.model_validate_json(entry.value or b"")
     finally:
         await nc.close()
+
+
+async def status_where(
+    names: Names, gateway: str, predicate: Callable[[GatewayStatus], bool], timeout_s: float = 20.0
+) -> GatewayStatus:
+    """The gateway's status once it satisfies ``predicate``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await read_status(names, gateway)
+        if status is not None and predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the status of {gateway} never matched; last: {status}")
+        await asyncio.sleep(0.05)

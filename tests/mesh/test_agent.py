@@ -25,7 +25,7 @@ from tests.mesh.conftest import (
     with_newco,
     without_pii,
 )
-from tests.mesh.helpers import publish, read_status, wait_for
+from tests.mesh.helpers import publish, status_where, wait_for
 
 
 def agent_for(
@@ -69,18 +69,7 @@ def test_published_bundles_are_verified_applied_and_reported(
             await publish(names, signer.sign(1, custody(with_newco(fabric), "customer")))
             await wait_for(lambda: chosen_site(gateway) == "aws-eu-central-1")
             assert gateway.directory.authenticate("Bearer sk-mesh-newco").tenant.name == "newco"
-            status = None
-
-            async def reported(version: int) -> bool:
-                nonlocal status
-                status = await read_status(names, "gw-paris")
-                return status is not None and status.bundle_version == version
-
-            for _ in range(100):
-                if await reported(1):
-                    break
-                await asyncio.sleep(0.05)
-            assert status is not None and status.bundle_version == 1
+            status = await status_where(names, "gw-paris", lambda s: s.bundle_version == 1)
             assert status.site == "onprem-paris" and status.applied_at is not None
 
             # tampered, signed by a stranger, and older bundles: refused, v1 stays in force
@@ -94,13 +83,10 @@ def test_published_bundles_are_verified_applied_and_reported(
                 await wait_for(lambda c=code: code_in(agent, c))  # type: ignore[misc]
                 assert chosen_site(gateway) == "aws-eu-central-1"
                 assert BundleStore(tmp_path, [signer.public]).load_last_good().version == 1  # type: ignore[union-attr]
-            for _ in range(100):
-                status = await read_status(names, "gw-paris")
-                if status is not None and status.bundle_refused:
-                    break
-                await asyncio.sleep(0.05)
-            assert status is not None and status.bundle_version == 1
-            assert status.bundle_refused and "stale" in status.bundle_refused
+            status = await status_where(
+                names, "gw-paris", lambda s: "stale" in (s.bundle_refused or "")
+            )
+            assert status.bundle_version == 1
 
             await publish(names, good_v2)
             await wait_for(lambda: decide(gateway).status == "refused")

@@ -6,6 +6,8 @@ through the event methods (``dispatched``, ``first_token``, ``finished``, ``fail
 arrays ``wait_ms`` (queue + bias) and ``blocked`` (unhealthy, circuit open or full) current. Static facts (prefill speed, prices,
 capacity) and dynamic ones (in flight, prefill work queued, TTFT bias learned online) live in
 numpy arrays so a decision over hundreds of endpoints is a handful of vector operations.
+A ``journal``, when set, is told what this process's events changed, so the gateway
+replicas of a site can share load and prefix index (``isthmus.mesh.shared_fleet``).
 
 Time to first token is predicted as::
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +37,7 @@ from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Endpoint, ModelSpec, PerfProfile
 from isthmus.routing.prefix_index import PrefixIndex
 
-__all__ = ["DEFAULT_PROFILE", "EndpointInfo", "FleetState", "endpoint_infos"]
+__all__ = ["DEFAULT_PROFILE", "EndpointInfo", "FleetJournal", "FleetState", "endpoint_infos"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,6 +74,19 @@ class EndpointInfo:
     usd_per_input_token: float
     usd_per_output_token: float
     quality: float
+
+
+class FleetJournal(Protocol):
+    """Told of the load and cache changes this process's events make (``FleetState.journal``),
+    so they can be shared with the other gateways of a site. Changes merged from elsewhere
+    (``add_remote_work``, ``set_load``) are not journaled, so nothing echoes back."""
+
+    def dispatched(self, i: int, uncached_tokens: int, hashes: Sequence[int]) -> None: ...
+
+    def processed(self, i: int, tokens: float) -> None:
+        """Prefill work known done beyond the fluid drain (a first token, a failure)."""
+
+    def observed(self, i: int, hashes: Sequence[int], cached_blocks: int) -> None: ...
 
 
 def _profile(fabric: Fabric, endpoint: Endpoint, model: ModelSpec) -> PerfProfile:
@@ -180,6 +196,7 @@ class FleetState:
         self.prefix = PrefixIndex(
             [max(1, i.kv_cache_tokens // index_block_tokens) for i in self.infos]
         )
+        self.journal: FleetJournal | None = None
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -230,6 +247,8 @@ class FleetState:
         if hashes:
             self.prefix.record(i, hashes)
         self._refresh(i)
+        if self.journal is not None:
+            self.journal.dispatched(i, uncached_tokens, hashes)
         return float(self.dispatched_tokens[i])
 
     def first_token(
@@ -244,9 +263,10 @@ class FleetState:
         corrected predictions back would compound the correction).
         """
         self._drain(i, now_s)
-        self.processed_tokens[i] = max(
-            self.processed_tokens[i], min(ticket, self.dispatched_tokens[i])
-        )
+        drained = self.processed_tokens[i]
+        self.processed_tokens[i] = max(drained, min(ticket, self.dispatched_tokens[i]))
+        if self.journal is not None and self.processed_tokens[i] > drained:
+            self.journal.processed(i, float(self.processed_tokens[i] - drained))
         residual = observed_ms - model_ms
         self.bias_ms[i] += BIAS_WEIGHT * (residual - self.bias_ms[i])
         self._refresh(i)
@@ -262,9 +282,10 @@ class FleetState:
         self.in_flight[i] = max(0, self.in_flight[i] - 1)
         if before_first_token:
             self._drain(i, now_s)
-            self.processed_tokens[i] = min(
-                self.dispatched_tokens[i], self.processed_tokens[i] + uncached_tokens
-            )
+            drained = self.processed_tokens[i]
+            self.processed_tokens[i] = min(self.dispatched_tokens[i], drained + uncached_tokens)
+            if self.journal is not None and self.processed_tokens[i] > drained:
+                self.journal.processed(i, float(self.processed_tokens[i] - drained))
         self._refresh(i)
 
     def set_load(
@@ -288,6 +309,18 @@ class FleetState:
             self.bias_ms[i] = bias_ms
         self._refresh(i)
 
+    def add_remote_work(
+        self, i: int, dispatched_tokens: float, processed_tokens: float, now_s: float
+    ) -> None:
+        """Merge prefill work another gateway sent to endpoint ``i`` (queued behind everything
+        here) and work it saw finish early; not journaled."""
+        self._drain(i, now_s)
+        self.dispatched_tokens[i] += dispatched_tokens
+        self.processed_tokens[i] = min(
+            self.dispatched_tokens[i], self.processed_tokens[i] + processed_tokens
+        )
+        self._refresh(i)
+
     def engine_report(
         self, i: int, *, waiting: float | None = None, kv_usage: float | None = None
     ) -> None:
@@ -300,6 +333,8 @@ class FleetState:
     def cached_tokens_reported(self, i: int, hashes: Sequence[int], cached_tokens: int) -> None:
         """The engine said how many prompt tokens it served from cache: correct the index."""
         self.prefix.observe(i, hashes, cached_tokens // self.block_tokens)
+        if self.journal is not None:
+            self.journal.observed(i, hashes, cached_tokens // self.block_tokens)
 
     def set_health(self, i: int, healthy: bool) -> None:
         self.healthy[i] = healthy

@@ -232,6 +232,15 @@ class ControlDB:
             rows = c.execute(select(t.bundles).order_by(t.bundles.c.version.desc())).mappings()
             return [_bundle(row) for row in rows]
 
+    def latest_bundle(self) -> BundleRow | None:
+        with self._begin("reading the newest bundle") as c:
+            row = (
+                c.execute(select(t.bundles).order_by(t.bundles.c.version.desc()).limit(1))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _bundle(row)
+
     def bundle(self, version: int) -> BundleRow | None:
         with self._begin("reading a bundle") as c:
             row = (

@@ -142,23 +142,21 @@ class KeyCreated(_Model):
 
 class GatewayUsage(_Model):
     gateway: str
-    snapshots: int
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
+    n: int = Field(description="the snapshot's number")
+    at: datetime = Field(description="when the gateway took the snapshot")
+    tokens: int
     usd: float
 
 
 class UsageOut(_Model):
+    """Usage in each gateway's current budget period: the sum of their latest snapshots."""
+
     tenant: str
     since: datetime | None
     until: datetime | None
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
+    tokens: int
     usd: float
+    as_of: datetime | None = Field(description="the newest snapshot counted")
     by_gateway: list[GatewayUsage]
 
 

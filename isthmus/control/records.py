@@ -26,11 +26,12 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from isthmus.control import tables as t
+from isthmus.control.timeutil import as_utc
 from isthmus.store.engine import WRITE_OPTION, describe_failure
 from isthmus.store.errors import StoreError
 from isthmus.store.urls import display_url
 
-__all__ = ["AuditFilter", "RecordStore", "UsageTotals"]
+__all__ = ["AuditFilter", "GatewayUsage", "RecordStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +45,13 @@ class AuditFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageTotals:
+class GatewayUsage:
+    """A tenant's latest usage snapshot from one gateway."""
+
     gateway: str
-    snapshots: int
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
+    n: int
+    at: datetime
+    tokens: int
     usd: float
 
 
@@ -145,37 +146,34 @@ class RecordStore:
 
     def usage(
         self, tenant: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[UsageTotals]:
-        """``tenant``'s usage per gateway over snapshots ending in [since, until)."""
+    ) -> list[GatewayUsage]:
+        """``tenant``'s latest snapshot from each gateway, among those taken in [since, until)."""
         u = t.usage
-        query = (
-            select(
-                u.c.gateway,
-                func.count(),
-                func.sum(u.c.requests),
-                func.sum(u.c.prompt_tokens),
-                func.sum(u.c.completion_tokens),
-                func.sum(u.c.cached_tokens),
-                func.sum(u.c.usd),
-            )
-            .where(u.c.tenant == tenant)
+        window = [u.c.tenant == tenant]
+        if since is not None:
+            window.append(u.c.at >= since)
+        if until is not None:
+            window.append(u.c.at < until)
+        latest = (
+            select(u.c.gateway, func.max(u.c.n).label("n"))
+            .where(*window)
             .group_by(u.c.gateway)
+            .subquery()
+        )
+        query = (
+            select(u.c.gateway, u.c.n, u.c.at, u.c.tokens, u.c.usd)
+            .join(latest, (u.c.gateway == latest.c.gateway) & (u.c.n == latest.c.n))
+            .where(u.c.tenant == tenant)
             .order_by(u.c.gateway)
         )
-        if since is not None:
-            query = query.where(u.c.at >= since)
-        if until is not None:
-            query = query.where(u.c.at < until)
         with self._begin("reading usage") as c:
             return [
-                UsageTotals(
+                GatewayUsage(
                     gateway=row[0],
-                    snapshots=int(row[1]),
-                    requests=int(row[2] or 0),
-                    prompt_tokens=int(row[3] or 0),
-                    completion_tokens=int(row[4] or 0),
-                    cached_tokens=int(row[5] or 0),
-                    usd=float(row[6] or 0.0),
+                    n=int(row[1]),
+                    at=as_utc(row[2]),
+                    tokens=int(row[3]),
+                    usd=float(row[4]),
                 )
                 for row in c.execute(query)
             ]

@@ -5,10 +5,11 @@ payloads and turns each message into table rows, or refuses it with a reason.
 
 - **Audit**: one message per record, the JSON of ``AuditRecord.as_dict()`` (``isthmus.audit``);
   the gateway is the last token of the subject, never a field a payload could forge.
-- **Telemetry**: one ``UsageSnapshot`` per message: the usage each tenant caused at that
-  gateway *during* the ``period_s`` seconds ending at ``at`` (counts, not running totals, so
-  they add up across gateways and periods), numbered ``n`` = 1, 2, 3, … per gateway (the same
-  ``n`` as in the message id ``<gateway>:<n>``).
+- **Telemetry**: one ``UsageSnapshot`` per message, as ``isthmus.mesh.telemetry`` writes it:
+  ``{"n", "at", "tenants": {name: {"tokens", "usd"}}}``, where each figure is *cumulative* —
+  what the tenant used in its current budget period, as that gateway's ledger counts it — and
+  ``n`` (the message id's ``<gateway>:<n>``) grows with time. A tenant's usage is therefore the
+  sum over gateways of each one's latest snapshot, and a lost snapshot loses nothing.
 
 Invariant: ``audit_row``/``usage_rows`` either return rows that fit the tables (lengths,
 types, ranges checked here, so one bad message can never fail a whole batch insert) or raise
@@ -55,23 +56,18 @@ class AuditWire(BaseModel):
 class TenantUsage(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    tenant: _Text
-    requests: _Count = 0
-    prompt_tokens: _Count = 0
-    completion_tokens: _Count = 0
-    cached_tokens: _Count = 0
+    tokens: _Count = 0
     usd: Annotated[float, Field(ge=0)] = 0.0
 
 
 class UsageSnapshot(BaseModel):
-    """Per-tenant usage at one gateway over one period (see the module docstring)."""
+    """Per-tenant usage at one gateway (see the module docstring)."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     n: Annotated[int, Field(ge=1, le=2**62)]
-    at: datetime = Field(description="end of the period: ISO 8601 with zone, or unix seconds")
-    period_s: Annotated[float, Field(ge=0)] = 0.0
-    tenants: list[TenantUsage] = Field(default_factory=list)
+    at: datetime = Field(description="when taken: unix seconds, or ISO 8601")
+    tenants: dict[_Text, TenantUsage] = Field(default_factory=dict)
 
 
 def gateway_of(subject: str) -> str:
@@ -114,30 +110,9 @@ def usage_rows(subject: str, payload: bytes) -> list[dict[str, Any]]:
     except ValidationError as exc:
         raise WireError(f"usage snapshot from {gateway}: {_first_error(exc)}") from None
     at = as_utc(snapshot.at)
-    merged: dict[str, TenantUsage] = {}
-    for entry in snapshot.tenants:  # a tenant listed twice in one snapshot counts once, summed
-        seen = merged.get(entry.tenant)
-        merged[entry.tenant] = (
-            entry
-            if seen is None
-            else TenantUsage(
-                tenant=entry.tenant,
-                requests=seen.requests + entry.requests,
-                prompt_tokens=seen.prompt_tokens + entry.prompt_tokens,
-                completion_tokens=seen.completion_tokens + entry.completion_tokens,
-                cached_tokens=seen.cached_tokens + entry.cached_tokens,
-                usd=seen.usd + entry.usd,
-            )
-        )
-    for entry in merged.values():
-        _no_nul(gateway, {"tenant": entry.tenant})
+    for tenant in snapshot.tenants:
+        _no_nul(gateway, {"tenant": tenant})
     return [
-        {
-            "gateway": gateway,
-            "n": snapshot.n,
-            "at": at,
-            "period_s": snapshot.period_s,
-            **entry.model_dump(),
-        }
-        for entry in merged.values()
+        {"gateway": gateway, "n": snapshot.n, "tenant": tenant, "at": at, **usage.model_dump()}
+        for tenant, usage in snapshot.tenants.items()
     ]

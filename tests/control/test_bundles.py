@@ -69,3 +69,13 @@ def test_signing_key_is_created_once_and_reused(tmp_path: object) -> None:
     assert (path.stat().st_mode & 0o777) == 0o600
     message = b"m"
     first.public_key().verify(again.sign(message), message)
+
+
+def test_latest_bundle_is_the_signed_bytes(seeded: TestClient) -> None:
+    assert seeded.get("/v1/bundles/latest", headers=bearer(ADMIN)).status_code == 404
+    for _ in range(2):
+        seeded.post("/v1/bundles", headers=bearer(ADMIN))
+    latest = seeded.get("/v1/bundles/latest", headers=bearer(OPERATOR))
+    assert latest.status_code == 200
+    assert verify_bundle(latest.content, [_trusted(seeded)]).version == 2  # type: ignore[list-item]
+    assert seeded.get("/v1/bundles/latest").status_code == 401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 
 from isthmus.control.auth import Staff, plane_of
 from isthmus.control.database import BundleRow
@@ -48,6 +48,24 @@ async def publish(request: Request, _: Staff) -> BundlePublished:
 def list_bundles(request: Request, _: Staff) -> BundleList:
     plane = plane_of(request)
     return BundleList(bundles=[_out(plane, row) for row in plane.db.bundles()])
+
+
+@router.get(
+    "/v1/bundles/latest",
+    summary="the newest bundle's signed document, as bytes (a gateway's fallback to NATS)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the signed bundle document",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+def latest_bundle(request: Request, _: Staff) -> Response:
+    row = plane_of(request).db.latest_bundle()
+    if row is None:
+        raise ControlError(404, "no bundle yet: publish one (POST /v1/bundles)", "no_bundle")
+    return Response(row.signed, media_type="application/json")
 
 
 @router.get("/v1/bundles/{version}", summary="one bundle, with its signed document")

@@ -111,8 +111,8 @@ def usage(
     request: Request,
     tenant: TenantName,
     principal: Caller,
-    since: Annotated[datetime | None, Query(description="periods ending at or after")] = None,
-    until: Annotated[datetime | None, Query(description="periods ending before")] = None,
+    since: Annotated[datetime | None, Query(description="snapshots taken at or after")] = None,
+    until: Annotated[datetime | None, Query(description="snapshots taken before")] = None,
 ) -> UsageOut:
     visible_tenant(principal, tenant)
     plane = plane_of(request)
@@ -123,21 +123,11 @@ def usage(
         tenant=tenant,
         since=since,
         until=until,
-        requests=sum(r.requests for r in rows),
-        prompt_tokens=sum(r.prompt_tokens for r in rows),
-        completion_tokens=sum(r.completion_tokens for r in rows),
-        cached_tokens=sum(r.cached_tokens for r in rows),
+        tokens=sum(r.tokens for r in rows),
         usd=sum(r.usd for r in rows),
+        as_of=max((r.at for r in rows), default=None),
         by_gateway=[
-            GatewayUsage(
-                gateway=r.gateway,
-                snapshots=r.snapshots,
-                requests=r.requests,
-                prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens,
-                cached_tokens=r.cached_tokens,
-                usd=r.usd,
-            )
+            GatewayUsage(gateway=r.gateway, n=r.n, at=r.at, tokens=r.tokens, usd=r.usd)
             for r in rows
         ],
     )

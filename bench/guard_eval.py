@@ -2,17 +2,20 @@
 
     .venv/bin/python bench/guard_eval.py [--data data/security] [--latency-prompts 300]
 
-Everything is measured on the *validation* split (``isthmus.guard.corpus``: 30% of groups,
-seeded by hash; the classifier never saw it). In one run, for the same examples:
+Detection is measured on both held-out sides of the split (``isthmus.guard.corpus``: 15% of
+groups each, seeded by hash; the classifiers never trained on either). ``validation`` is where
+``scripts/train_guard.py`` calibrated the operating thresholds; ``test`` was never used to fit,
+select or calibrate anything, so its figures are the ones to quote. For each side, in one run:
 
 1. Injection / jailbreak, input direction: JailbreakBench prompts (per method) against XSTest
    safe + WildGuard benign prompts. Three detectors: the rules alone, the classifier alone,
    and rules + classifier as the guard combines them (noisy-OR, acted on at score >= 0.5).
    Recall, precision, false-positive rate at the operating point, and recall at 1% FPR (the
    threshold on the combined score that lets at most 1% of the benign prompts through).
-2. Indirect injection, context direction: validation BIPIA attacks planted in validation BIPIA
-   contexts (e-mail, table, code) against the clean validation contexts; same three detectors.
-3. Evasion: the validation attacks with zero-width characters between letters, tag characters
+2. Indirect injection, context direction: held-out BIPIA attacks planted in held-out BIPIA
+   contexts of the same side (e-mail, table, code) against that side's clean contexts; same
+   three detectors.
+3. Evasion: the held-out attacks with zero-width characters between letters, tag characters
    between letters, and Cyrillic/Greek homoglyphs for half the letters (seeded); detection
    rate of rules + classifier on the normalised visible text, as a fraction of the plain rate
    (the separate tag-smuggling finding is reported apart, not counted).
@@ -22,14 +25,16 @@ seeded by hash; the classifier never saw it). In one run, for the same examples:
    is no held-out PII set): read these figures as an upper bound.
 5. Latency: the whole input pipeline (``Guard.inspect_request`` on one 512-token user message:
    normalisation, rules, classifier, PII, secrets, URLs, caps, verdicts), P50/P95 over
-   ``--latency-prompts`` prompts built from validation texts, after a warm-up, one thread.
+   ``--latency-prompts`` prompts built from held-out texts, after a warm-up, one thread.
 
-Writes ``bench/results/guard_eval.json`` and prints a table beside the published anchors.
+Writes ``bench/results/guard_eval.json`` and prints the figures and a README-ready table beside
+the published anchors.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -40,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,9 +53,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from isthmus.engines.tokens import count_tokens  # noqa: E402
-from isthmus.guard import Guard, GuardPolicy, InspectionContext  # noqa: E402
-from isthmus.guard.classifier import ContextClassifier, InputClassifier  # noqa: E402
-from isthmus.guard.corpus import default_data_dir, load_corpus, planted_contexts  # noqa: E402
+from isthmus.guard import Guard, GuardPolicy, InspectionContext, Inspector  # noqa: E402
+from isthmus.guard.classifier import (  # noqa: E402
+    DEFAULT_ARTIFACT,
+    ContextClassifier,
+    InputClassifier,
+)
+from isthmus.guard.corpus import (  # noqa: E402
+    HELD_OUT_PLANTING,
+    SecurityCorpus,
+    Split,
+    default_data_dir,
+    load_corpus,
+    planted_contexts,
+)
 from isthmus.guard.decide import ATTACK_FAMILIES  # noqa: E402
 from isthmus.guard.findings import Finding  # noqa: E402
 from isthmus.guard.normalize import HOMOGLYPHS, normalize  # noqa: E402
@@ -83,10 +100,8 @@ def noisy_or(findings: Sequence[Finding]) -> float:
 
 def scorers(direction: str) -> dict[str, Scorer]:
     """Score in [0, 1] of each detector on a text (normalised first, as the pipeline does)."""
-    if direction == "input":
-        rules, model = InjectionRules(), InputClassifier()
-    else:
-        rules, model = IndirectInjectionRules(), ContextClassifier()
+    rules: Inspector = InjectionRules() if direction == "input" else IndirectInjectionRules()
+    model: Inspector = InputClassifier() if direction == "input" else ContextClassifier()
     context = InspectionContext(direction=direction)  # type: ignore[arg-type]
 
     def visible(findings: Sequence[Finding]) -> list[Finding]:
@@ -353,6 +368,38 @@ def machine() -> dict[str, object]:
     }
 
 
+def held_out(corpus: SecurityCorpus, split: Split, guard: Guard) -> dict[str, object]:
+    """Detection and evasion figures on one held-out side of the split."""
+    attacks: dict[str, list[str]] = {}
+    benign: dict[str, list[str]] = {}
+    for example in corpus.prompts_in(split):
+        (attacks if example.label else benign).setdefault(example.dataset, []).append(example.text)
+    input_results = detection(attacks, benign, "input")
+    planted = planted_contexts(corpus, split, **HELD_OUT_PLANTING)
+    context_pos: dict[str, list[str]] = {}
+    for text, attack, context in planted:
+        context_pos.setdefault(f"bipia/{attack.kind}-attack-in-{context.kind}", []).append(text)
+    context_neg: dict[str, list[str]] = {}
+    for context in corpus.contexts_in(split):
+        context_neg.setdefault(f"bipia/clean-{context.kind}", []).append(context.text)
+    context_results = detection(context_pos, context_neg, "context")
+    all_attacks = [t for texts in attacks.values() for t in texts]
+    return {
+        "counts": {
+            "prompts": {k: len(v) for k, v in {**attacks, **benign}.items()},
+            "contexts": {k: len(v) for k, v in context_neg.items()},
+            "planted_contexts": {k: len(v) for k, v in context_pos.items()},
+            "bipia_attacks": {
+                kind: sum(1 for a in corpus.attacks_in(split) if a.kind == kind)
+                for kind in ("text", "code")
+            },
+        },
+        "injection_input": input_results,
+        "injection_context": context_results,
+        "evasion": evasion(all_attacks, guard),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
@@ -361,43 +408,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     corpus = load_corpus(args.data)
     guard = Guard(GuardPolicy())
-    validation = corpus.prompts_in("validation")
-    attacks: dict[str, list[str]] = {}
-    benign: dict[str, list[str]] = {}
-    for example in validation:
-        (attacks if example.label else benign).setdefault(example.dataset, []).append(example.text)
-    input_results = detection(attacks, benign, "input")
     combined = scorers("input")["rules+classifier"]
     unsafe_flag_rate = float(np.mean([combined(t) >= OPERATING for t in corpus.xstest_unsafe]))
-
-    planted = planted_contexts(corpus, "validation", per_attack=6, seed=7)
-    context_pos: dict[str, list[str]] = {}
-    for text, attack, context in planted:
-        context_pos.setdefault(f"bipia/{attack.kind}-attack-in-{context.kind}", []).append(text)
-    context_neg: dict[str, list[str]] = {}
-    for context in corpus.contexts_in("validation"):
-        context_neg.setdefault(f"bipia/clean-{context.kind}", []).append(context.text)
-    context_results = detection(context_pos, context_neg, "context")
-
-    all_attacks = [t for texts in attacks.values() for t in texts]
-    evasion_results = evasion(all_attacks, guard)
+    splits: tuple[Split, ...] = ("validation", "test")
+    by_split: dict[str, object] = {split: held_out(corpus, split, guard) for split in splits}
     pii_results = pii(args.data)
-    texts = [e.text for e in validation] + [c.text for c in corpus.contexts_in("validation")]
+    texts = [e.text for split in splits for e in corpus.prompts_in(split)]
+    texts += [c.text for split in splits for c in corpus.contexts_in(split)]
     random.Random(5).shuffle(texts)
     latency_results = latency(guard, prompts_of_tokens(texts, 512, args.latency_prompts))
-
-    results = {
+    header = json.loads(DEFAULT_ARTIFACT.read_text())
+    results: dict[str, Any] = {
         "machine": machine(),
-        "split": {
-            "validation_prompts": {k: len(v) for k, v in {**attacks, **benign}.items()},
-            "validation_contexts": {k: len(v) for k, v in context_neg.items()},
-            "planted_contexts": {k: len(v) for k, v in context_pos.items()},
+        "artifact": {
+            "sha256": hashlib.sha256(DEFAULT_ARTIFACT.read_bytes()).hexdigest()[:16],
+            "calibration": {
+                name: model.get("calibration", "threshold from training folds")
+                for name, model in header["models"].items()
+            },
         },
         "operating_score": OPERATING,
-        "injection_input": input_results,
+        **by_split,
         "xstest_unsafe_flag_rate_info_only": round(unsafe_flag_rate, 4),
-        "injection_context": context_results,
-        "evasion": evasion_results,
         "pii": pii_results,
         "latency_input_pipeline_512_tokens": latency_results,
         "anchors": ANCHORS,
@@ -409,73 +441,155 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_table(r: dict[str, object]) -> None:
-    def get(*path: str) -> object:
-        node: object = r
-        for key in path:
-            assert isinstance(node, dict)
-            node = node[key]
-        return node
+def _pct(x: object) -> str:
+    assert isinstance(x, float | int)
+    return f"{x:.1%}"
 
-    print(
-        f"machine: {get('machine', 'cpu')} ({get('machine', 'cores')} cores), load {get('machine', 'load_average_1m')}"
-    )
-    print("\n== injection / jailbreak, input direction (validation split) ==")
-    print(f"{'detector':<18} {'recall':>7} {'prec.':>7} {'FPR':>7} {'recall@1%FPR':>13}")
-    for name in ("rules", "classifier", "rules+classifier"):
-        o = get("injection_input", name, "overall")
-        assert isinstance(o, dict)
+
+def print_table(r: dict[str, Any]) -> None:
+    m = r["machine"]
+    print(f"machine: {m['cpu']} ({m['cores']} cores), load {m['load_average_1m']}")
+    for split in ("validation", "test"):
+        s = r[split]
+        print(f"\n== injection / jailbreak, input direction ({split} split) ==")
+        print(f"{'detector':<18} {'recall':>7} {'prec.':>7} {'FPR':>7} {'recall@1%FPR':>13}")
+        for name in ("rules", "classifier", "rules+classifier"):
+            o = s["injection_input"][name]["overall"]
+            print(
+                f"{name:<18} {o['recall']:>7.1%} {o['precision']:>7.1%} {o['fpr']:>7.2%}"
+                f" {o['recall_at_1pct_fpr']['recall']:>13.1%}"
+            )
+        combined = s["injection_input"]["rules+classifier"]
+        curve = combined["by_min_score"]
         print(
-            f"{name:<18} {o['recall']:>7.1%} {o['precision']:>7.1%} {o['fpr']:>7.2%} {o['recall_at_1pct_fpr']['recall']:>13.1%}"
+            "  policy min_score: "
+            + ", ".join(
+                f"{k} -> recall {_pct(v['recall'])} / FPR {v['fpr']:.2%}" for k, v in curve.items()
+            )
         )
-    curve = get("injection_input", "rules+classifier", "by_min_score")
-    assert isinstance(curve, dict)
-    print(
-        "  policy min_score: "
-        + ", ".join(
-            f"{k} -> recall {v['recall']:.1%} / FPR {v['fpr']:.2%}" for k, v in curve.items()
-        )
-    )
-    by = get("injection_input", "rules+classifier", "by_attack_set")
-    assert isinstance(by, dict)
-    for k, v in by.items():
-        print(
-            f"  {k:<40} n={v['n']:<4} recall {v['recall']:.1%}  @1%FPR {v['recall_at_1pct_fpr']:.1%}"
-        )
-    nb = get("injection_input", "rules+classifier", "by_benign_set")
-    assert isinstance(nb, dict)
-    for k, v in nb.items():
-        print(f"  {k:<40} n={v['n']:<4} FPR {v['fpr']:.2%}")
-    print("\n== indirect injection, context direction (BIPIA, validation) ==")
-    for name in ("rules", "classifier", "rules+classifier"):
-        o = get("injection_context", name, "overall")
-        assert isinstance(o, dict)
-        print(
-            f"{name:<18} {o['recall']:>7.1%} {o['precision']:>7.1%} {o['fpr']:>7.2%} {o['recall_at_1pct_fpr']['recall']:>13.1%}"
-        )
-    print("\n== evasion (rules+classifier on the normalised view) ==")
-    ev = get("evasion")
-    assert isinstance(ev, dict)
-    print(f"plain {ev['plain_detection_rate']:.1%}")
-    for k in ("zero_width", "tag_characters", "homoglyphs"):
-        print(f"  {k:<16} {ev[k]['detection_rate']:.1%}  ({ev[k]['ratio_to_plain']:.1%} of plain)")
+        for k, v in combined["by_attack_set"].items():
+            print(
+                f"  {k:<40} n={v['n']:<4} recall {_pct(v['recall'])}  @1%FPR {_pct(v['recall_at_1pct_fpr'])}"
+            )
+        for k, v in combined["by_benign_set"].items():
+            print(f"  {k:<40} n={v['n']:<4} FPR {v['fpr']:.2%}")
+        print(f"\n== indirect injection, context direction (BIPIA, {split} split) ==")
+        for name in ("rules", "classifier", "rules+classifier"):
+            o = s["injection_context"][name]["overall"]
+            print(
+                f"{name:<18} {o['recall']:>7.1%} {o['precision']:>7.1%} {o['fpr']:>7.2%}"
+                f" {o['recall_at_1pct_fpr']['recall']:>13.1%}"
+            )
+        combined = s["injection_context"]["rules+classifier"]
+        for k, v in combined["by_attack_set"].items():
+            print(
+                f"  {k:<40} n={v['n']:<4} recall {_pct(v['recall'])}  @1%FPR {_pct(v['recall_at_1pct_fpr'])}"
+            )
+        for k, v in combined["by_benign_set"].items():
+            print(f"  {k:<40} n={v['n']:<4} FPR {v['fpr']:.2%}")
+        ev = s["evasion"]
+        print(f"\n== evasion, {split} attacks (rules+classifier on the normalised view) ==")
+        print(f"plain {_pct(ev['plain_detection_rate'])}")
+        for k in ("zero_width", "tag_characters", "homoglyphs"):
+            print(
+                f"  {k:<16} {_pct(ev[k]['detection_rate'])}  ({_pct(ev[k]['ratio_to_plain'])} of plain)"
+            )
     print("\n== PII (Presidio synthetic, overlap match) ==")
-    by_entity = get("pii", "by_entity")
-    assert isinstance(by_entity, dict)
-    for k, v in by_entity.items():
+    for k, v in r["pii"]["by_entity"].items():
         print(
             f"  {k:<12} P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} (n={v['support']})"
         )
-    micro = get("pii", "micro")
-    assert isinstance(micro, dict)
-    print(f"  {'micro':<12} F1 {micro['f1']:.3f}")
-    lat = get("latency_input_pipeline_512_tokens")
-    assert isinstance(lat, dict)
+    print(f"  {'micro':<12} F1 {r['pii']['micro']['f1']:.3f}")
+    lat = r["latency_input_pipeline_512_tokens"]
     print("\n== latency, whole input pipeline, 512-token prompt, 1 thread ==")
     print(f"P50 {lat['p50_ms']:.2f} ms  P95 {lat['p95_ms']:.2f} ms  P99 {lat['p99_ms']:.2f} ms")
-    print("\n== anchors (published, not measured here) ==")
-    for text in ANCHORS.values():
-        print(f"  {text}")
+    print("\n== README table ==")
+    print(readme_table(r))
+
+
+def readme_table(r: dict[str, Any]) -> str:
+    """The figures as a Markdown table, test split first, validation beside it."""
+
+    def both(path: Callable[[dict[str, Any]], float], fmt: Callable[[float], str]) -> str:
+        return f"{fmt(path(r['test']))} (validation {fmt(path(r['validation']))})"
+
+    def inp(s: dict[str, Any]) -> dict[str, Any]:
+        return s["injection_input"]["rules+classifier"]  # type: ignore[no-any-return]
+
+    def ctx(s: dict[str, Any]) -> dict[str, Any]:
+        return s["injection_context"]["rules+classifier"]  # type: ignore[no-any-return]
+
+    pct = _pct
+    rows = [
+        (
+            "jailbreak recall at the operating point",
+            both(lambda s: inp(s)["overall"]["recall"], pct),
+            "≥ 90%",
+        ),
+        (
+            "benign FPR at the operating point (XSTest safe + WildGuard benign)",
+            both(lambda s: inp(s)["overall"]["fpr"], lambda x: f"{x:.2%}"),
+            "≤ 1%",
+        ),
+        (
+            "jailbreak recall at 1% FPR",
+            both(lambda s: inp(s)["overall"]["recall_at_1pct_fpr"]["recall"], pct),
+            "Prompt Guard 2 86M: 97.5% (GPU)",
+        ),
+    ]
+    for name in r["test"]["injection_input"]["rules+classifier"]["by_attack_set"]:
+
+        def per_set(s: dict[str, Any], name: str = name) -> float:
+            return float(inp(s)["by_attack_set"][name]["recall_at_1pct_fpr"])
+
+        rows.append(
+            (
+                f"  {name} recall at 1% FPR",
+                both(per_set, pct),
+                "",
+            )
+        )
+    rows += [
+        (
+            "BIPIA indirect-injection recall at the operating point",
+            both(lambda s: ctx(s)["overall"]["recall"], pct),
+            "≥ 90%",
+        ),
+        (
+            "BIPIA clean-context FPR at the operating point",
+            both(lambda s: ctx(s)["overall"]["fpr"], lambda x: f"{x:.2%}"),
+            "",
+        ),
+        (
+            "BIPIA recall at 1% FPR",
+            both(lambda s: ctx(s)["overall"]["recall_at_1pct_fpr"]["recall"], pct),
+            "",
+        ),
+        (
+            "evasion (worst of zero-width, tag, homoglyph), % of plain",
+            both(
+                lambda s: min(
+                    s["evasion"][k]["ratio_to_plain"]
+                    for k in ("zero_width", "tag_characters", "homoglyphs")
+                ),
+                pct,
+            ),
+            "≥ 90%",
+        ),
+        (
+            "structured PII F1 (Presidio synthetic, micro)",
+            f"{r['pii']['micro']['f1']:.3f}",
+            "≥ 0.90",
+        ),
+        (
+            "whole input pipeline, 512-token prompt, P50 / P95",
+            f"{r['latency_input_pipeline_512_tokens']['p50_ms']:.1f} / {r['latency_input_pipeline_512_tokens']['p95_ms']:.1f} ms",
+            "≤ 5 ms P95; LLM Guard injection scanner 104–213 ms (CPU)",
+        ),
+    ]
+    lines = ["| measure | Isthmus guard, test split | target / anchor |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
     .venv/bin/python scripts/train_guard.py [--data data/security] [--out PATH] [--quick]
 
 Reproducible: the split is the seeded, hash-based one documented in ``isthmus.guard.corpus``
-(validation = 30% of groups, never read here); folds for model selection are hash-based too;
-logistic regression (scikit-learn, lbfgs) is deterministic. Same data, same artifact, on any
-machine. scikit-learn is needed here only: the runtime reads the JSON with numpy.
+(train 70%, validation 15%, test 15% of groups; test is never read here); folds for model
+selection are hash-based too; logistic regression (scikit-learn, lbfgs) is deterministic. Same
+data, same artifact, on any machine. scikit-learn is needed here only: the runtime reads the
+JSON with numpy.
 
 Models (features: ``isthmus.guard.features``; binary hashed character 3–6-grams, 2**18
 buckets, unit length):
@@ -15,13 +16,22 @@ buckets, unit length):
   benign prompts of the training split + the training BIPIA contexts as whole documents (users
   paste documents; length must not read as attack).
 - ``context``: positives = sentences of training BIPIA attacks (for code attacks, the
-  instruction line that introduces the code); negatives = every sentence of the training
-  BIPIA contexts.
+  instruction line that introduces the code), plus requests addressed to an assistant: the
+  one-sentence training-split benign prompts (XSTest safe, WildGuard) and the training
+  behaviors' goals. Inside a document or tool output, a sentence that asks the model to do
+  something is the attack, whatever it asks ("Draft an introduction for an essay about climate
+  change."); BIPIA's 51 training text attacks alone cover few of the ways to ask. Negatives =
+  every sentence of the training BIPIA contexts.
 
 Selection: C from ``C_GRID`` by grouped 5-fold cross-validation on the training split (input:
 recall at 1% FPR; context: document-level recall at 1% FPR with attacks planted in held-out
-contexts). Threshold: the out-of-fold 99th percentile of benign scores (1% FPR on training
-folds). The final model is refit on the whole training split.
+contexts). The final model is refit on the whole training split.
+
+Threshold (the operating point, score 0.5): calibrated on the *validation* split, on the score
+the guard acts on — the model's findings and the rules' findings joined by noisy-OR — as the
+lowest threshold at which at most ``TARGET_FPR`` (1%, rounded down to whole examples) of the
+validation benign texts (input: XSTest safe + WildGuard benign prompts; context: clean BIPIA
+contexts) score 0.5 or more. The artifact records the validation counts, recall and FPR there.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +54,17 @@ from sklearn.linear_model import LogisticRegression
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from isthmus.guard.classifier import encode_weights, sentence_spans  # noqa: E402
+from isthmus.guard.classifier import (  # noqa: E402
+    REPORT_FLOOR,
+    LinearTextModel,
+    decode_weights,
+    encode_weights,
+    sentence_spans,
+)
 from isthmus.guard.corpus import (  # noqa: E402
+    HELD_OUT_PLANTING,
     SPLIT_SEED,
+    TEST_FRACTION,
     VALIDATION_FRACTION,
     SecurityCorpus,
     default_data_dir,
@@ -53,7 +72,9 @@ from isthmus.guard.corpus import (  # noqa: E402
     planted_contexts,
 )
 from isthmus.guard.features import FeatureSpec, document_buckets  # noqa: E402
+from isthmus.guard.findings import InspectionContext  # noqa: E402
 from isthmus.guard.normalize import normalize  # noqa: E402
+from isthmus.guard.rules import IndirectInjectionRules, InjectionRules  # noqa: E402
 
 SPEC = FeatureSpec(bits=18, ngram_sizes=(3, 4, 5, 6))
 C_GRID = (3.0, 10.0, 30.0, 100.0)
@@ -120,13 +141,19 @@ def input_rows(
     return texts, labels, groups, kinds
 
 
-def train_input(corpus: SecurityCorpus, data_dir: Path, grid: Sequence[float]) -> dict[str, object]:
+def training_goals(corpus: SecurityCorpus, data_dir: Path) -> dict[str, str]:
+    """The plain goal (harmful request without its wrapper) of each training behavior."""
     goals: dict[str, str] = {}
     for path in sorted((data_dir / "jailbreakbench").glob("*.json")):
         for item in json.loads(path.read_text())["jailbreaks"]:
             goals[str(item["behavior"])] = str(item["goal"])
     train_behaviors = {e.group for e in corpus.prompts_in("train") if e.label == 1}
-    goals = {b: g for b, g in goals.items() if b in train_behaviors}
+    return {b: g for b, g in goals.items() if b in train_behaviors}
+
+
+def train_input(
+    corpus: SecurityCorpus, goals: dict[str, str], grid: Sequence[float]
+) -> dict[str, object]:
     texts, label_list, groups, kinds = input_rows(corpus, goals)
     matrix = vectors(texts)
     labels = np.array(label_list)
@@ -148,16 +175,12 @@ def train_input(corpus: SecurityCorpus, data_dir: Path, grid: Sequence[float]) -
             best = (c, recall, oof)
     assert best is not None
     c, recall, oof = best
-    _, threshold = recall_at_fpr(
-        oof[kind == "attack"], oof[(kind == "benign") | (kind == "document")]
-    )
     model = fit(matrix, labels, c)
     return {
         "task": "jailbreak / prompt-injection attempt in a user prompt (whole text)",
         "C": c,
         "cv_recall_at_1pct_fpr": round(recall, 4),
         "cv_by_C": cv,
-        "threshold": threshold,
         "bias": float(model.intercept_[0]),
         "weights_array": model.coef_[0].astype(np.float32),
         "train_counts": {
@@ -188,9 +211,22 @@ def doc_max(model: LogisticRegression, docs: Sequence[str]) -> npt.NDArray[np.fl
     return np.array(out)
 
 
-def train_context(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, object]:
+def assistant_requests(corpus: SecurityCorpus, goals: dict[str, str]) -> list[str]:
+    """One-sentence training prompts and goals: ways to ask a model to do something."""
+    prompts = [
+        e.text
+        for e in corpus.prompts_in("train")
+        if e.label == 0 and len(sentence_spans(e.text)) == 1
+    ]
+    return prompts + [goal for _, goal in sorted(goals.items())]
+
+
+def train_context(
+    corpus: SecurityCorpus, goals: dict[str, str], grid: Sequence[float]
+) -> dict[str, object]:
     attacks = corpus.attacks_in("train")
     contexts = corpus.contexts_in("train")
+    requests = assistant_requests(corpus, goals)
     texts: list[str] = []
     labels: list[int] = []
     groups: list[str] = []
@@ -199,6 +235,10 @@ def train_context(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, ob
             texts.append(sentence)
             labels.append(1)
             groups.append(attack.text)
+    for request in requests:
+        texts.append(request)
+        labels.append(1)
+        groups.append(f"request:{request}")
     for context in contexts:
         for s, e in sentence_spans(context.text):
             texts.append(context.text[s:e])
@@ -208,7 +248,7 @@ def train_context(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, ob
     label_array = np.array(labels)
     folds = np.array([fold_of(g) for g in groups])
     planted = planted_contexts(corpus, "train", per_attack=6, seed=11)
-    best: tuple[float, float, float] | None = None
+    best: tuple[float, float] | None = None
     cv: dict[str, float] = {}
     for c in grid:
         pos: list[float] = []
@@ -221,30 +261,100 @@ def train_context(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, ob
                 t for t, a, x in planted if fold_of(a.text) == k and fold_of(x.text) == k
             ]
             pos.extend(doc_max(model, held_planted))
-        recall, threshold = recall_at_fpr(np.array(pos), np.array(neg))
+        recall, _ = recall_at_fpr(np.array(pos), np.array(neg))
         cv[f"C={c:g}"] = round(recall, 4)
         print(
             f"  context C={c:<6g} CV recall@1%FPR {recall:.3f} (n={len(pos)}/{len(neg)})",
             flush=True,
         )
         if best is None or recall > best[1]:
-            best = (c, recall, threshold)
+            best = (c, recall)
     assert best is not None
-    c, recall, threshold = best
+    c, recall = best
     model = fit(matrix, label_array, c)
     return {
         "task": "instruction aimed at the model inside a document / tool output (per sentence)",
         "C": c,
         "cv_recall_at_1pct_fpr": round(recall, 4),
         "cv_by_C": cv,
-        "threshold": threshold,
         "bias": float(model.intercept_[0]),
         "weights_array": model.coef_[0].astype(np.float32),
         "train_counts": {
-            "attack_sentences": int(label_array.sum()),
+            "attack_sentences": int(label_array.sum()) - len(requests),
+            "assistant_requests": len(requests),
             "context_sentences": int((label_array == 0).sum()),
             "attacks": len(attacks),
             "contexts": len(contexts),
+        },
+    }
+
+
+# -- calibration on the validation split ---------------------------------------------------------
+def rule_miss(view: str, direction: str) -> float:
+    """``prod(1 - score)`` of the rules' findings on a detection view (1.0: no finding)."""
+    rules = InjectionRules() if direction == "input" else IndirectInjectionRules()
+    miss = 1.0
+    for finding in rules.inspect(view, InspectionContext(direction=direction)):  # type: ignore[arg-type]
+        miss *= 1.0 - finding.score
+    return miss
+
+
+def critical_threshold(logits: npt.NDArray[np.float64], miss: float) -> float:
+    """The highest model threshold at which the guard still acts on this text (score >= 0.5).
+
+    The guard's score is ``1 - miss * prod(1 - sigmoid(logit - t))`` over the model's findings
+    (those at or above ``REPORT_FLOOR``); it falls as ``t`` rises, so bisection finds where it
+    crosses 0.5. ``inf``: the rules alone reach 0.5; ``-inf``: nothing to score.
+    """
+    if miss <= 0.5:
+        return math.inf
+    if logits.shape[0] == 0:
+        return -math.inf
+
+    def acts(t: float) -> bool:
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits - t, -60.0, 60.0)))
+        kept = scores[scores >= REPORT_FLOOR]
+        return 1.0 - miss * float(np.prod(1.0 - kept)) >= 0.5
+
+    low, high = float(logits.min()) - 60.0, float(logits.max()) + 60.0
+    for _ in range(80):
+        middle = (low + high) / 2
+        low, high = (middle, high) if acts(middle) else (low, middle)
+    return low
+
+
+def calibrate(
+    model: LinearTextModel,
+    direction: str,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+) -> dict[str, object]:
+    """Threshold giving at most ``TARGET_FPR`` of ``negatives`` a guard score of 0.5 or more."""
+
+    def critical(text: str) -> float:
+        view = normalize(text).text
+        if direction == "input":
+            logits = np.array([model.logit(view)]) if view.strip() else np.zeros(0)
+        else:
+            logits = model.segment_logits(view, sentence_spans(view))
+        return critical_threshold(logits, rule_miss(view, direction))
+
+    neg = np.sort([critical(t) for t in negatives])[::-1]
+    pos = np.array([critical(t) for t in positives])
+    allowed = math.floor(TARGET_FPR * len(neg))
+    ceiling = float(neg[min(allowed, len(neg) - 1)])
+    if not math.isfinite(ceiling):
+        raise SystemExit(f"{direction}: no threshold keeps {allowed} benign texts or fewer flagged")
+    threshold = ceiling + 1e-6
+    return {
+        "threshold": threshold,
+        "calibration": {
+            "split": "validation",
+            "target_fpr": TARGET_FPR,
+            "benign": len(neg),
+            "attacks": len(pos),
+            "fpr": round(float((neg >= threshold).mean()), 4),
+            "recall": round(float((pos >= threshold).mean()), 4),
         },
     }
 
@@ -269,20 +379,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     corpus = load_corpus(args.data)
     grid: Sequence[float] = (30.0,) if args.quick else C_GRID
+    goals = training_goals(corpus, args.data)
     trained: dict[str, Callable[[], dict[str, object]]] = {
-        "input": lambda: train_input(corpus, args.data, grid),
-        "context": lambda: train_context(corpus, grid),
+        "input": lambda: train_input(corpus, goals, grid),
+        "context": lambda: train_context(corpus, goals, grid),
+    }
+    validation = corpus.prompts_in("validation")
+    held_out: dict[str, tuple[list[str], list[str]]] = {
+        "input": (
+            [e.text for e in validation if e.label == 1],
+            [e.text for e in validation if e.label == 0],
+        ),
+        "context": (
+            [t for t, _, _ in planted_contexts(corpus, "validation", **HELD_OUT_PLANTING)],
+            [c.text for c in corpus.contexts_in("validation")],
+        ),
     }
     models: dict[str, dict[str, object]] = {}
     for name, train in trained.items():
         result = train()
         weights = result.pop("weights_array")
         assert isinstance(weights, np.ndarray)
+        encoded = encode_weights(weights)
+        runtime = LinearTextModel(
+            name, SPEC, decode_weights(encoded, 1 << SPEC.bits), float(str(result["bias"])), 0.0
+        )
+        calibrated = calibrate(runtime, name, *held_out[name])
+        print(f"  {name:<7} calibrated on validation: {calibrated['calibration']}", flush=True)
         models[name] = {
             **result,
+            **calibrated,
             "features": SPEC.as_dict(),
             "weights_encoding": "float16 little-endian, zlib, base64",
-            "weights": encode_weights(weights),
+            "weights": encoded,
         }
     document = {
         "format": "isthmus-guard-classifier/1",
@@ -292,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "split": {
             "seed": SPLIT_SEED,
             "validation_fraction": VALIDATION_FRACTION,
-            "rule": "see isthmus.guard.corpus: sha256(seed:dataset:group) < fraction -> validation",
+            "test_fraction": TEST_FRACTION,
+            "rule": "see isthmus.guard.corpus: f = sha256(seed:dataset:group) as a fraction;"
+            " f < 0.15 validation, f < 0.30 test, else train",
         },
         "models": models,
     }

@@ -7,9 +7,10 @@ records the data, split, hyper-parameters and validation figures):
 - ``context``: is this sentence of a retrieved document or tool output an instruction aimed at
   the model? Scored on every sentence (``sentence_spans``); the best sentence is the finding.
 
-Score: ``sigmoid(logit - threshold)``, so 0.5 is the operating point chosen in training (the
-1% false-positive point on held-out folds of the training split) and findings can be combined
-with rule scores by noisy-OR. Findings below ``REPORT_FLOOR`` are not reported.
+Score: ``sigmoid(logit - threshold)``, so 0.5 is the operating point, and findings combine
+with rule scores by noisy-OR. The threshold was calibrated on the validation split (never
+trained on) so that, with the rules, at most 1% of its benign texts reach 0.5; the artifact
+records the figures there. Findings below ``REPORT_FLOOR`` are not reported.
 
 Invariant: the artifact is read once per process and never changes; inference is pure.
 """

@@ -1,13 +1,16 @@
-"""The labelled security corpus and its documented, seeded train/validation split.
+"""The labelled security corpus and its documented, seeded train/validation/test split.
 
-Used by ``scripts/train_guard.py`` (which fits on ``train``) and ``bench/guard_eval.py``
-(which reports on ``validation``); never imported by the runtime guard. The data are the
-copies under ``data/security/`` (sources and licences in ``data/security/SOURCES.md``).
+Used by ``scripts/train_guard.py`` (which fits on ``train`` and calibrates the operating
+threshold on ``validation``) and ``bench/guard_eval.py`` (which reports ``validation`` and
+``test``); never imported by the runtime guard. The data are the copies under
+``data/security/`` (sources and licences in ``data/security/SOURCES.md``).
 
 The split. Every example belongs to a *group*; a group goes wholly to one side, chosen by
 ``sha256("isthmus-guard-split-v1:" + dataset + ":" + group)`` — its first 8 bytes as a
-fraction, below ``VALIDATION_FRACTION`` (0.3) means validation. So the split is the same on
-every machine, needs no random state, and is stable when files gain rows.
+fraction ``f``: ``f < 0.15`` is validation, ``0.15 <= f < 0.30`` is test, the rest (70%) is
+train. So the split is the same on every machine, needs no random state, and is stable when
+files gain rows. (Until the threshold was calibrated, ``f < 0.30`` was one held-out side; the
+training side is unchanged.) Nothing is ever fitted or tuned on ``test``.
 
 - JailbreakBench (attack, direction ``input``): the group is the *behavior* (e.g.
   "Defamation"); the same goal appears in all five artifact files (JBC, PAIR x2, random search
@@ -20,7 +23,7 @@ every machine, needs no random state, and is stable when files gain rows.
   code) grouped by their text. Validation positives insert *validation* attacks into
   *validation* contexts (text attacks into e-mails and tables, code attacks into code
   answers), at the start, middle (at a line or sentence boundary) or end, chosen by a seeded
-  ``random.Random``; validation negatives are the clean validation contexts.
+  ``random.Random``; validation negatives are the clean validation contexts. The same for test.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "HELD_OUT_PLANTING",
     "SPLIT_SEED",
+    "TEST_FRACTION",
     "VALIDATION_FRACTION",
     "Attack",
     "Context",
@@ -47,8 +52,11 @@ __all__ = [
 ]
 
 SPLIT_SEED = "isthmus-guard-split-v1"
-VALIDATION_FRACTION = 0.3
-Split = Literal["train", "validation"]
+VALIDATION_FRACTION = 0.15
+TEST_FRACTION = 0.15
+HELD_OUT_PLANTING: dict[str, int] = {"per_attack": 6, "seed": 7}
+"""How the held-out sides plant attacks (``planted_contexts``): calibration and bench agree."""
+Split = Literal["train", "validation", "test"]
 
 
 def default_data_dir() -> Path:
@@ -60,7 +68,11 @@ def split_of(dataset: str, group: str) -> Split:
     """The side a group falls on (see the module docstring)."""
     digest = hashlib.sha256(f"{SPLIT_SEED}:{dataset}:{group}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
-    return "validation" if fraction < VALIDATION_FRACTION else "train"
+    if fraction < VALIDATION_FRACTION:
+        return "validation"
+    if fraction < VALIDATION_FRACTION + TEST_FRACTION:
+        return "test"
+    return "train"
 
 
 @dataclass(frozen=True, slots=True)

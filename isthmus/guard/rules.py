@@ -8,8 +8,9 @@ DAN and its siblings, "in your reply, add …"); the trained classifier
 (base64, hex) and the decoded text is checked by the same rules.
 
 Invariant: rules are data (``RULES``); the inspectors only run them. The rules were written
-from the *training* split of the corpus and general knowledge of published attacks; the bench
-reports them on the validation split.
+from the *training* split of the corpus (the context rules also from the attacks the classifier
+missed on the validation split) and general knowledge of published attacks; the bench reports
+them on the validation and test splits.
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ RULES: tuple[Rule, ...] = (
     _rule("indirect.modify_reply", ('your respon', 'your repl', 'your answer', 'your output'), "indirect_injection",
           r"\b(?:replace|remove|rearrange|misspell|introduce|group|reverse|encode|translate|rewrite|format) (?:\w+ ){0,4}(?:in|of|from|throughout) your (?:response|reply|answer|output)",
           _CONTEXT, 0.9),
+    _rule("indirect.text_manipulation", ('every', 'each', 'letters', 'vowels', 'consonants'), "indirect_injection",
+          r"\b(?:replace|substitute|swap|misspell|scramble|rearrange|anagram|reverse|capitali[sz]e|remove|omit|duplicate) (?:\w+ ){0,2}(?:every|each) (?:other|second|third|fourth|fifth|sixth|\d+(?:st|nd|rd|th)) (?:letter|word|vowel|consonant|character|sentence)s?\b|\b(?:replace|substitute|swap) (?:all |the )?(?:letters|vowels|consonants) (?:with|by|for) (?:numbers|digits|symbols|emojis)\b|\buse (?:numbers|digits|symbols|emojis) (?:for|instead of) (?:letters|vowels|consonants)\b",
+          _CONTEXT, 0.9),
+    # A task for the model, sentence-initial (weak alone: e-mails ask people for things too).
+    _rule("indirect.task_request", ('write', 'draft', 'compose', 'develop', 'create', 'generate', 'produce', 'prepare', 'craft', 'provide', 'outline', 'summar', 'describe', 'explain', 'translate', 'break down', 'tell me', 'show me', 'give me'), "indirect_injection",
+          r"(?:^|[.!?:\n]\s*)(?:please |kindly |now |also )?(?:write|draft|compose|develop|create|generate|produce|prepare|craft|provide|outline|summari[sz]e|describe|explain|translate|break down|tell me|show me|give me) (?:me |us )?(?:a |an |the |some |\d+ )?(?:\w+ ){0,3}(?:essay|poem|story|introduction|article|blog post|speech|haiku|song|limerick|joke|tweet|slogan|plot|theory|lifecycle|life cycle|history|meaning|process|recipe)s?\b",
+          _CONTEXT, 0.45),
     _rule("indirect.hidden_from_user", ('the user', 'without telling', 'without informing', 'user knowing'), "indirect_injection",
           r"\b(?:do not|don't|never) (?:tell|inform|mention (?:this )?to|reveal (?:this )?to|show) the user\b|\bwithout (?:telling|informing|the user knowing)\b",
           _CONTEXT, 0.95),

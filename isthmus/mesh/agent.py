@@ -59,7 +59,7 @@ class AgentSettings:
     heartbeat_s: float = 5.0
     telemetry_s: float = 30.0
     audit_poll_s: float = 0.5
-    audit_batch: int = 256
+    audit_batch: int = 1024
     ack_timeout_s: float = 5.0
     control_poll_s: float = 30.0
     connect_timeout_s: float = 2.0

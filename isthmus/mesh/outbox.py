@@ -104,7 +104,7 @@ async def ship_batch(
     outbox: AuditOutbox,
     names: Names,
     *,
-    batch: int = 256,
+    batch: int = 1024,
     ack_timeout_s: float = 5.0,
 ) -> ShipResult:
     """Publish up to ``batch`` records after the cursor, await their acks, advance the cursor
@@ -119,20 +119,17 @@ async def ship_batch(
         msg_id = names.msg_id(outbox.gateway, record.seq)
         futures.append(
             await js.publish_async(
-                subject,
-                record_payload(outbox.gateway, record),
-                wait_stall=ack_timeout_s,
-                headers={MSG_ID_HEADER: msg_id},
+                subject, record_payload(outbox.gateway, record), headers={MSG_ID_HEADER: msg_id}
             )
         )
-    results = await asyncio.gather(
-        *(asyncio.wait_for(future, ack_timeout_s) for future in futures), return_exceptions=True
-    )
+    await asyncio.wait(futures, timeout=ack_timeout_s)
     delivered = 0
-    for result in results:
-        if isinstance(result, BaseException):
+    for future in futures:
+        if not future.done() or future.cancelled() or future.exception() is not None:
             break
         delivered += 1
+    for future in futures[delivered:]:
+        future.cancel()  # an ack that comes later is not counted; the record is sent again
     if delivered:
         await asyncio.to_thread(outbox.ack, records[delivered - 1].seq)
     return ShipResult(delivered, delivered < len(records))

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import nats
 from nats.js.errors import NotFoundError
@@ -73,3 +75,13 @@ async def status_where(
         if time.monotonic() > deadline:
             raise AssertionError(f"the status of {gateway} never matched; last: {status}")
         await asyncio.sleep(0.05)
+
+
+async def last_message(stream: str) -> dict[str, Any]:
+    nc = await nats.connect(NATS_URL)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        msg = await nc.jetstream().get_msg(stream, info.state.last_seq)
+        return dict(json.loads(msg.data or b"{}"))
+    finally:
+        await nc.close()

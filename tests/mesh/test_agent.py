@@ -15,6 +15,7 @@ from isthmus.mesh.agent import AgentSettings, GatewayAgent
 from isthmus.mesh.apply import BundleApplier
 from isthmus.mesh.protocol import Names
 from tests.mesh.conftest import (
+    KEY,
     NATS_URL,
     Signer,
     TcpGate,
@@ -25,7 +26,7 @@ from tests.mesh.conftest import (
     with_newco,
     without_pii,
 )
-from tests.mesh.helpers import publish, status_where, wait_for
+from tests.mesh.helpers import last_message, publish, status_where, stream_msg_ids, wait_for
 
 
 def agent_for(
@@ -143,3 +144,34 @@ def test_a_bundle_altered_on_disk_is_not_enforced(
     assert agent.status().bundle_version is None
     assert chosen_site(gateway) == "onprem-paris"
     assert agent.applier.last_refusal and "tampered" in agent.applier.last_refusal
+
+
+@pytest.mark.slow
+def test_usage_snapshots_go_to_the_telemetry_stream(
+    tmp_path: Path, fabric: Fabric, signer: Signer, names: Names
+) -> None:
+    async def main() -> None:
+        gateway = make_gateway(fabric)
+        bank = gateway.directory.authenticate(f"Bearer {KEY}").tenant
+        gateway.ledger.settle(bank, gateway.ledger.admit(bank, 50), 42, 0.5)
+        agent = agent_for(gateway, signer, tmp_path, NATS_URL, names)
+        agent.start()
+        try:
+            await wait_for(lambda: agent.connected)
+            ids: list[str] = []
+            for _ in range(200):
+                ids = await stream_msg_ids(names.telemetry_stream)
+                if len(ids) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await agent.stop()
+        assert len(ids) >= 2 and len(set(ids)) == len(ids)
+        assert all(i.startswith("gw-paris:") for i in ids)
+        last = await last_message(names.telemetry_stream)
+        assert last["gateway"] == "gw-paris" and last["tenants"]["bank"] == {
+            "tokens": 42,
+            "usd": 0.5,
+        }
+
+    asyncio.run(main())

@@ -160,8 +160,7 @@ class _Connection(asyncio.Protocol):
 
     def start(self, response: Response, request: bytes) -> None:
         assert self.transport is not None
-        self.response = response
-        self.parser = httptools.HttpResponseParser(self)
+        self.response = response  # the parser carries over: responses follow one another
         self.transport.write(request)
 
 

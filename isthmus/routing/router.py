@@ -51,6 +51,10 @@ FloatArray = npt.NDArray[np.float64]
 CACHED_INPUT_DISCOUNT = 0.1
 """Cached prompt tokens cost this fraction of uncached ones (they skip prefill compute)."""
 FAILOVER_DEPTH = 4
+SCALAR_CANDIDATES = 8
+"""Up to this many compliant endpoints, ``route`` predicts with plain floats: numpy's per-call
+overhead is larger than the arithmetic on a handful of elements."""
+_FULL_SORT = 64
 
 
 class _Scored(NamedTuple):
@@ -181,7 +185,7 @@ def _best_first(key: FloatArray, blocked: npt.NDArray[np.bool_]) -> npt.NDArray[
     entries sort last (and ``_candidates`` drops them)."""
     key = np.where(blocked, np.inf, key)
     n = len(key)
-    if n <= FAILOVER_DEPTH:
+    if n <= _FULL_SORT:  # ties keep fleet order, as in the scalar path
         return np.argsort(key, kind="stable")
     top = np.argpartition(key, FAILOVER_DEPTH - 1)[:FAILOVER_DEPTH]
     return top[np.argsort(key[top], kind="stable")]
@@ -223,6 +227,21 @@ def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
 
 def route(request: RouteRequest, view: RoutingView) -> Decision:
     """Isthmus routing: the compliant endpoint that best meets the tenant's objective."""
+    compliant = view.compliant(
+        request.gateway_site,
+        request.data_class,
+        request.model,
+        request.allowed_models,
+        request.kind,
+    )
+    if 0 < len(compliant.indices) <= SCALAR_CANDIDATES:
+        small = _route_scalar(request, view, compliant)
+        if small is not None:
+            return small
+    return _route_arrays(request, view)
+
+
+def _route_arrays(request: RouteRequest, view: RoutingView) -> Decision:
     scored, early = _prepare(request, view, "isthmus")
     if early is not None:
         return early
@@ -254,6 +273,95 @@ def route(request: RouteRequest, view: RoutingView) -> Decision:
             why = f"fastest (none predicted within {objective.ttft_slo_ms:.0f} ms SLO)"
     order = _best_first(key, scored.blocked)
     ranked = _candidates(view, scored, order)
+    best = ranked[0]
+    reason = (
+        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "
+        f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
+        + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
+    )
+    return Decision("routed", best, ranked, reason, (), "isthmus")
+
+
+def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> Decision | None:
+    """``route`` for a few candidates, in plain floats, with the very same arithmetic (same
+    operations in the same order, so the same doubles) and the same ordering (stable, blocked
+    last) as the array path. Returns ``None`` when no candidate is usable: the array path then
+    explains why."""
+    fleet = view.fleet
+    prompt = float(request.prompt_tokens)
+    output = float(request.max_output_tokens)
+    now = request.now_s
+    deadline = request.deadline_ms
+    exclude = request.exclude
+    position = fleet.position
+    tried = {position[name] for name in exclude if name in position} if exclude else ()
+    depth = fleet.prefix.match(request.block_hashes)
+    block_tokens = fleet.block_tokens
+    rows = []
+    live = 0
+    busy = 0
+    for k, (i, rtt, egress, ms_prefill, kv_tokens, usd_in, usd_out) in enumerate(c.rows):
+        matched = 0.0 if depth is None else float(depth[i])
+        cached = 0.0 if depth is None else min(matched * block_tokens, prompt)
+        uncached = prompt - cached
+        backlog = max(float(fleet.queue_empty_at_s[i]) - now, 0.0) * 1000.0
+        queue = backlog + float(fleet.wait_ms[i])
+        prefill = uncached * ms_prefill
+        ttft = max(rtt + queue + prefill, rtt)
+        cost = (uncached + cached * CACHED_INPUT_DISCOUNT) * usd_in
+        cost += output * usd_out + (prompt + output) * egress
+        dead = (
+            bool(fleet.blocked[i]) or i in tried or kv_tokens < prompt + output or ttft > deadline
+        )
+        if not dead:
+            live += 1
+            busy += backlog > 0.0
+        rows.append((k, i, dead, rtt, queue, prefill, ttft, cached, cost))
+    if not live:
+        return None
+    objective = request.objective
+    if objective.kind == "fastest":
+        share = busy / live
+        keys = [r[6] + share * r[5] for r in rows]
+        why = "fastest"
+    elif objective.kind == "weighted":
+        cost_scale = max(min(r[8] for r in rows), 1e-12)
+        quality = fleet.quality
+        keys = [
+            objective.ttft_weight * r[6] / objective.ttft_slo_ms
+            + objective.cost_weight * r[8] / cost_scale
+            - objective.quality_weight * float(quality[r[1]])
+            for r in rows
+        ]
+        why = "best weighted score"
+    else:
+        slo = objective.ttft_slo_ms
+        if any(r[6] <= slo for r in rows):
+            keys = [r[8] + r[6] * 1e-12 if r[6] <= slo else 1e6 + r[6] for r in rows]
+            why = f"cheapest within {slo:.0f} ms TTFT SLO"
+        else:
+            keys = [r[6] for r in rows]
+            why = f"fastest (none predicted within {slo:.0f} ms SLO)"
+    order = sorted((k for k in range(len(rows)) if not rows[k][2]), key=keys.__getitem__)[
+        :FAILOVER_DEPTH
+    ]
+    infos = fleet.infos
+    ranked = tuple(
+        Candidate(
+            infos[i].name,
+            infos[i].model,
+            infos[i].site,
+            ttft,
+            rtt,
+            queue,
+            prefill,
+            int(cached),
+            cost,
+            float(fleet.quality[i]),
+            float(fleet.bias_ms[i]),
+        )
+        for _, i, _, rtt, queue, prefill, ttft, cached, cost in (rows[k] for k in order)
+    )
     best = ranked[0]
     reason = (
         f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "

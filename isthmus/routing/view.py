@@ -52,6 +52,9 @@ class CompliantSet:
     kv_cache_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_input_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_output_token: FloatArray = field(default_factory=lambda: np.zeros(0))
+    # per candidate, as plain floats for the scalar path of small sets: (fleet index, rtt_ms,
+    # egress USD per token, ms per prefill token, KV cache tokens, USD per input, per output token)
+    rows: tuple[tuple[int, float, float, float, float, float, float], ...] = ()
 
 
 @dataclass
@@ -150,10 +153,23 @@ class RoutingView:
             refusals.append(("catalog", f"no endpoint serves {model!r} for {kind} requests"))
         fleet = self.fleet
         idx = np.array(indices, dtype=np.int64)
+        egress_per_token = np.array(egress, dtype=np.float64) * BYTES_PER_TOKEN / 1e9
+        rows = tuple(
+            zip(
+                indices,
+                np.array(rtts, dtype=np.float64).tolist(),
+                egress_per_token.tolist(),
+                fleet.ms_per_prefill_token[idx].tolist(),
+                fleet.kv_cache_tokens[idx].tolist(),
+                fleet.usd_per_input_token[idx].tolist(),
+                fleet.usd_per_output_token[idx].tolist(),
+                strict=True,
+            )
+        )
         return CompliantSet(
             indices=idx,
             rtt_ms=np.array(rtts, dtype=np.float64),
-            egress_usd_per_token=np.array(egress, dtype=np.float64) * BYTES_PER_TOKEN / 1e9,
+            egress_usd_per_token=egress_per_token,
             refusals=tuple(refusals),
             ms_per_prefill_token=fleet.ms_per_prefill_token[idx],
             max_batch=fleet.max_batch[idx],
@@ -162,6 +178,7 @@ class RoutingView:
             kv_cache_tokens=fleet.kv_cache_tokens[idx],
             usd_per_input_token=fleet.usd_per_input_token[idx],
             usd_per_output_token=fleet.usd_per_output_token[idx],
+            rows=rows,
         )
 
 

@@ -8,7 +8,10 @@ for the machine as a whole, loadgen included):
 - ``isthmus-uvicorn``: the Isthmus gateway on uvicorn + uvloop + httptools
   (``bench/serve_gateway.py``; the full request path: key, checks, admission, ``route()``,
   pooled upstream client, metrics; decision log and health checks off);
-- ``isthmus-granian``: the same gateway on granian (Rust HTTP, ASGI, uvloop);
+- ``isthmus-uvicorn-guard``: the same with inspection on (the default guard policy on the
+  prompt and the response: injection classifier, PII, secrets, URLs, output filters);
+- ``isthmus-granian``: the same gateway on granian (Rust HTTP, ASGI, uvloop; needs
+  ``pip install granian`` in .venv, else ``--skip-granian``);
 - ``nginx``: a plain reverse proxy (Debian package; keep-alive upstream pool, buffering off,
   1 worker; its config generated into a temporary prefix, run in the foreground);
 - ``litellm``: LiteLLM proxy, installed by this script into ``bench/.venvs/litellm`` (pinned:
@@ -591,7 +594,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def verdicts(grid: dict[str, Any], steps: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("isthmus-uvicorn", "isthmus-granian"):
+    for name in ("isthmus-uvicorn", "isthmus-uvicorn-guard", "isthmus-granian"):
         if name not in grid:
             continue
         point = grid[name]["plain"].get("500", {})
@@ -764,6 +767,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--skip-nginx", action="store_true")
     parser.add_argument("--skip-granian", action="store_true")
+    parser.add_argument(
+        "--skip-guard", action="store_true", help="skip the gateway with inspection on"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--reps", type=int, default=None, help="grid repetitions (default 3)")
     parser.add_argument("--seconds", type=float, default=None, help="grid seconds per repetition")
@@ -835,6 +841,10 @@ def _run(
     starters: list[tuple[str, Any]] = [
         ("isthmus-uvicorn", lambda: start_isthmus(children, port, "uvicorn"))
     ]
+    if not args.skip_guard:
+        starters.append(
+            ("isthmus-uvicorn-guard", lambda: start_isthmus(children, port, "uvicorn", guard=True))
+        )
     if not args.skip_granian:
         starters.append(("isthmus-granian", lambda: start_isthmus(children, port, "granian")))
     if not args.skip_nginx:

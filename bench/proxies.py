@@ -191,12 +191,18 @@ def start_emulator(children: Children) -> Proxy:
     return proxy
 
 
-def start_isthmus(children: Children, upstream_port: int, server: str) -> Proxy:
+def start_isthmus(
+    children: Children, upstream_port: int, server: str, guard: bool = False
+) -> Proxy:
     port = free_port()
     cmd = [PYTHON, str(BENCH / "serve_gateway.py"), "--port", str(port)]
     cmd += ["--upstream-port", str(upstream_port), "--server", server]
-    proc = children.start(f"isthmus-{server}", cmd)
-    proxy = Proxy(f"isthmus-{server}", f"http://127.0.0.1:{port}", proc, {"server": server})
+    name = f"isthmus-{server}"
+    if guard:
+        cmd.append("--guard")
+        name += "-guard"
+    proc = children.start(name, cmd)
+    proxy = Proxy(name, f"http://127.0.0.1:{port}", proc, {"server": server, "guard": guard})
     wait_ready(proxy.url, proc, 30)
     return proxy
 

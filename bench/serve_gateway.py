@@ -74,9 +74,16 @@ def bench_fabric(upstream_port: int) -> Fabric:
     return load_fabric_text(text, file="<gateway-bench>")
 
 
-def bench_gateway(upstream_port: int) -> Gateway:
+def bench_gateway(upstream_port: int, guard: bool = False) -> Gateway:
+    """The gateway under test; ``guard``: with the default guard policy inspecting requests and
+    responses (injection classifier, PII, secrets, URLs, output filters), as ``isthmus up``."""
     config = GatewayConfig(site=SITE, health_interval_s=0, log_decisions=False)
-    return Gateway(bench_fabric(upstream_port), config)
+    inspector = None
+    if guard:
+        from isthmus.guard import Guard, GuardPolicy
+
+        inspector = Guard(GuardPolicy())
+    return Gateway(bench_fabric(upstream_port), config, guard=inspector)
 
 
 def granian_app() -> Gateway:
@@ -95,14 +102,16 @@ def _freeze_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def _serve_uvicorn(host: str, port: int, upstream_port: int, gc_freeze: bool) -> None:
+async def _serve_uvicorn(
+    host: str, port: int, upstream_port: int, gc_freeze: bool, guard: bool
+) -> None:
     from isthmus.gateway.server import start_gateway
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    served = await start_gateway(bench_gateway(upstream_port), host, port)
+    served = await start_gateway(bench_gateway(upstream_port, guard), host, port)
     if gc_freeze:
         _freeze_gc()
     print(f"ready {served.url}", flush=True)
@@ -146,6 +155,9 @@ def main() -> int:
         "--gc-freeze", action="store_true", help="experiment: gc.freeze() and rarer collections"
     )
     parser.add_argument(
+        "--guard", action="store_true", help="inspect with the default guard policy"
+    )
+    parser.add_argument(
         "--granian-runtime-mode",
         choices=("auto", "st", "mt"),
         default="auto",
@@ -160,7 +172,9 @@ def main() -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_uvicorn(args.host, args.port, args.upstream_port, args.gc_freeze))
+        runner.run(
+            _serve_uvicorn(args.host, args.port, args.upstream_port, args.gc_freeze, args.guard)
+        )
     return 0
 
 

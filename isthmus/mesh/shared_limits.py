@@ -14,7 +14,9 @@ request of a minute or the last tokens of a budget.
   (prompt + requested output) from the buckets and *reserves* those tokens against the token
   budget (the local ledger only checks it; across replicas the in-flight requests must count);
   settlement gives back the unused tokens and moves the reservation to the used total with the
-  real usage and cost. A replica that dies mid-request leaves its reservation in place until
+  real usage and cost. Once a background task sends them (``deferred``; ``flush``, pipelined,
+  every sync period) settlements leave the request path: the shared figures lag a request's
+  end by at most that period, on the side of refusing. A replica that dies mid-request leaves its reservation in place until
   the period ends: the budget errs on the side of refusing.
 - **Redis unreachable.** The replica keeps serving on its own ``Ledger`` (each replica then
   enforces the tenant's whole limits by itself), logs once per outage and counts the fallback
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from isthmus.fabric.schema import Tenant
 from isthmus.gateway.errors import ApiError
@@ -171,8 +174,10 @@ class SharedLedger:
         clock: Callable[[], float] = time.time,
         retry_after_s: float = 5.0,
         metrics: SharedStateMetrics | None = None,
+        background: redis.asyncio.Redis | None = None,
     ) -> None:
         self.client = client
+        self.background = background
         self.prefix = f"{namespace}:ledger:"
         self.clock = clock
         self.local = Ledger(clock=clock)
@@ -180,6 +185,8 @@ class SharedLedger:
         self.metrics = metrics or SharedStateMetrics()
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
+        self._settle_async = None if background is None else background.register_script(_SETTLE)
+        self.deferred = False  # set while a background task calls ``flush``
         self._shared = True
         self._retry_at = 0.0
         self._pending: deque[_Settlement] = deque(maxlen=MAX_PENDING)
@@ -253,7 +260,7 @@ class SharedLedger:
                 0,
                 _ttl(tenant),
             )
-        if not self._shared:
+        if self.deferred or not self._shared:
             self._pending.append(settlement)
             return
         try:
@@ -277,19 +284,34 @@ class SharedLedger:
             return 0, 0.0
         return int(used or 0), float(usd or 0.0)
 
+    async def flush(self) -> None:
+        """Send the deferred settlements in one pipelined round trip (off the request path).
+
+        A batch that fails goes back to the front of the queue and is sent again: settlement is
+        at least once, so an outage in the middle of a batch may count some usage twice."""
+        if not self._shared or not self._pending or self._settle_async is None:
+            return
+        assert self.background is not None
+        batch = [self._pending.popleft() for _ in range(len(self._pending))]
+        try:
+            pipe = self.background.pipeline(transaction=False)
+            now = repr(self.clock())
+            for settlement in batch:
+                await self._settle_async(
+                    keys=[self.prefix + settlement.tenant],
+                    args=[now, *_settle_args(settlement)],
+                    client=pipe,
+                )
+            await pipe.execute()
+        except redis.RedisError as error:
+            self._pending.extendleft(reversed(batch))
+            self._lost(error, self.clock())
+
     # -- outage and return ------------------------------------------------------------------------
     def _run_settle(self, runner: Any, settlement: _Settlement) -> None:
         runner(
             keys=[self.prefix + settlement.tenant],
-            args=[
-                repr(self.clock()),
-                settlement.reserved,
-                settlement.used,
-                repr(settlement.usd),
-                settlement.period,
-                settlement.tpm,
-                settlement.ttl,
-            ],
+            args=[repr(self.clock()), *_settle_args(settlement)],
         )
 
     def _lost(self, error: Exception, now: float) -> None:
@@ -330,6 +352,17 @@ class SharedLedger:
             return self._settle(keys=keys, args=args, client=pipe)
 
         return run
+
+
+def _settle_args(settlement: _Settlement) -> list[str | int]:
+    return [
+        settlement.reserved,
+        settlement.used,
+        repr(settlement.usd),
+        settlement.period,
+        settlement.tpm,
+        settlement.ttl,
+    ]
 
 
 def _refusal(tenant: Tenant, tokens: int, status: str, figure: float) -> ApiError:

@@ -6,16 +6,19 @@
 fleet sync in its background; a gateway without one works alone, as it always has. Several
 replicas behind one load balancer then route as one and spend one budget.
 
-The ledger talks to Redis synchronously (one Lua call at admission, one at settlement: the
-request waits for its admission anyway, and a site's Redis answers in a fraction of a
-millisecond); its timeouts are short so an unreachable Redis costs one wait per retry, not one
-per request. The fleet sync is asynchronous and off the request path.
+The ledger admits synchronously (one Lua call: the request waits for its admission anyway, and
+a site's Redis answers in a fraction of a millisecond); its timeouts are short so an
+unreachable Redis costs one wait per retry, not one per request. Once the gateway has started
+the shared state, settlements are queued and sent by the background task with the fleet sync,
+every ``period_s``, pipelined and asynchronous: unused tokens return to the shared buckets,
+and spending reaches the budgets, within a period of the request's end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedState", "shared_state_from_url"]
 
+log = logging.getLogger("isthmus.mesh.shared_state")
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+@-]{0,127}$")  # a catalog name
 LEDGER_TIMEOUT_S = 0.25
@@ -51,13 +56,24 @@ class SharedState:
         self._task: asyncio.Task[None] | None = None
 
     def start(self, gateway: Gateway) -> None:
-        """Join ``gateway``'s metrics and journal its fleet; sync in the background."""
+        """Join ``gateway``'s metrics and journal its fleet; from now on settlements are sent
+        and the fleet synced in the background, every ``fleet.period_s``."""
         self.metrics.register(gateway.metrics.registry)
         self.fleet.attach(gateway.view.fleet)
         if self._task is None:
-            self._task = asyncio.create_task(
-                self.fleet.run(lambda: gateway.view.fleet, gateway.clock)
-            )
+            self.ledger.deferred = True
+            self._task = asyncio.create_task(self._run(gateway))
+
+    async def _run(self, gateway: Gateway) -> None:
+        while True:
+            try:
+                await self.ledger.flush()
+                await self.fleet.sync_once(gateway.view.fleet, gateway.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a malformed message or a bug must not stop the sharing
+                log.exception("shared state round failed")
+            await asyncio.sleep(self.fleet.period_s)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -65,6 +81,8 @@ class SharedState:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+            await self.ledger.flush()  # what is still queued, if Redis is there
+            self.ledger.deferred = False
         await self.fleet.close()
         self.ledger.client.close()
 
@@ -106,6 +124,6 @@ def shared_state_from_url(
     except ValueError as error:
         raise ValueError(f"invalid Redis URL {url!r}: {error}") from None
     metrics = SharedStateMetrics()
-    ledger = SharedLedger(blocking, namespace, metrics=metrics)
+    ledger = SharedLedger(blocking, namespace, metrics=metrics, background=background)
     fleet = FleetSync(background, namespace, site, period_s=sync_period_s, metrics=metrics)
     return SharedState(ledger, fleet, metrics)

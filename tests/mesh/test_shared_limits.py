@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import socketserver
@@ -257,3 +258,27 @@ def test_shared_state_is_one_object_for_the_cli(mini: Fabric) -> None:
     assert isinstance(state, SharedState)
     assert state.fleet.period_s == 0.1
     assert state.fleet.stream == f"t-shape:fleet:{SITE}"
+
+
+@pytest.mark.slow
+def test_a_started_gateway_settles_in_the_background(mini: Fabric, namespace: str) -> None:
+    async def scenario() -> None:
+        a, b = replicas(mini, namespace, Clock())
+        acme = tenant(budget=Budget(period="day", tokens=1000))
+        await a.start()
+        try:
+            held = a.ledger.admit(acme, 400)
+            a.ledger.settle(acme, held, 100, 0.0)  # queued: off the request path
+            assert b.ledger.usage(acme) == (0, 0.0)
+            for _ in range(200):
+                if b.ledger.usage(acme) == (100, 0.0):
+                    break
+                await asyncio.sleep(0.01)
+            assert b.ledger.usage(acme) == (100, 0.0)
+            b.ledger.admit(acme, 900)  # the 300 unused tokens were given back
+            a.ledger.settle(acme, a.ledger.admit(acme, 0), 5, 0.0)
+        finally:
+            await a.stop()  # sends what is still queued
+        assert b.ledger.usage(acme) == (105, 0.0)
+
+    asyncio.run(scenario())

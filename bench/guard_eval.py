@@ -325,10 +325,12 @@ def latency(guard: Guard, prompts: list[str]) -> dict[str, object]:
     for m in messages[:30]:
         guard.inspect_request("bench", m)
     times = []
+    cpu_times = []  # this thread's CPU time: what the guard costs, whatever else the host runs
     for m in messages:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         guard.inspect_request("bench", m)
         times.append((time.perf_counter() - started) * 1000.0)
+        cpu_times.append((time.thread_time() - cpu_started) * 1000.0)
     by_inspector: dict[str, float] = {}
     context = InspectionContext()
     for inspector in guard.pipelines["input"].inspectors:
@@ -346,6 +348,8 @@ def latency(guard: Guard, prompts: list[str]) -> dict[str, object]:
         "p50_ms": round(float(np.percentile(times, 50)), 3),
         "p95_ms": round(float(np.percentile(times, 95)), 3),
         "p99_ms": round(float(np.percentile(times, 99)), 3),
+        "cpu_p50_ms": round(float(np.percentile(cpu_times, 50)), 3),
+        "cpu_p95_ms": round(float(np.percentile(cpu_times, 95)), 3),
         "median_ms_by_inspector": by_inspector,
     }
 
@@ -503,6 +507,7 @@ def print_table(r: dict[str, Any]) -> None:
     lat = r["latency_input_pipeline_512_tokens"]
     print("\n== latency, whole input pipeline, 512-token prompt, 1 thread ==")
     print(f"P50 {lat['p50_ms']:.2f} ms  P95 {lat['p95_ms']:.2f} ms  P99 {lat['p99_ms']:.2f} ms")
+    print(f"CPU time of the thread: P50 {lat['cpu_p50_ms']:.2f} ms  P95 {lat['cpu_p95_ms']:.2f} ms")
     print("\n== README table ==")
     print(readme_table(r))
 
@@ -520,6 +525,7 @@ def readme_table(r: dict[str, Any]) -> str:
         return s["injection_context"]["rules+classifier"]  # type: ignore[no-any-return]
 
     pct = _pct
+    lat = r["latency_input_pipeline_512_tokens"]
     rows = [
         (
             "jailbreak recall at the operating point",
@@ -582,8 +588,9 @@ def readme_table(r: dict[str, Any]) -> str:
             "≥ 0.90",
         ),
         (
-            "whole input pipeline, 512-token prompt, P50 / P95",
-            f"{r['latency_input_pipeline_512_tokens']['p50_ms']:.1f} / {r['latency_input_pipeline_512_tokens']['p95_ms']:.1f} ms",
+            "whole input pipeline, 512-token prompt, P50 / P95 (wall; CPU)",
+            f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f} ms; {lat['cpu_p50_ms']:.1f} / {lat['cpu_p95_ms']:.1f} ms"
+            f" (host load {r['machine']['load_average_1m']} on {r['machine']['cores']} cores)",
             "≤ 5 ms P95; LLM Guard injection scanner 104–213 ms (CPU)",
         ),
     ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
 
-from isthmus.control.errors import install_error_handlers
+from isthmus.control.errors import ControlError, ProblemOut, install_error_handlers
 from isthmus.control.limits import BodyLimit
 from isthmus.control.plane import ControlPlane
 from isthmus.control.routes import audit, bundles, fabric, gateways, meta, plans, tenants
@@ -28,6 +29,28 @@ Authenticate with `Authorization: Bearer <token>`: an admin or operator token gi
 control plane at start, or a tenant's own API key (which sees only that tenant). Every failure
 is answered as `{"error": {"message", "type", "code"}}`.
 """
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt filter (``?tennant=``) is a 422, not a silently unfiltered answer."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    known = {param.alias for param in route.dependant.query_params}
+    for dependency in route.dependant.dependencies:
+        known.update(param.alias for param in dependency.query_params)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        valid = ", ".join(sorted(known)) or "none"
+        raise ControlError(
+            422,
+            f"unknown query parameter {unknown[0]!r}; this path takes: {valid}",
+            "unknown_query_parameter",
+            param=unknown[0],
+            problems=[
+                ProblemOut(field=name, message="unknown query parameter") for name in unknown
+            ],
+        )
 
 
 def create_app(plane: ControlPlane, *, manage_mesh: bool = True) -> FastAPI:
@@ -50,6 +73,7 @@ def create_app(plane: ControlPlane, *, manage_mesh: bool = True) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.plane = plane
     install_error_handlers(app)

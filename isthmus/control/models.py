@@ -54,6 +54,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Request(BaseModel):
+    """A request body: strict too, so ``false`` is not taken for 0 nor ``"5"`` for 5."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 class WhoAmI(_Model):
     role: Role
     tenant: str | None = None
@@ -67,7 +73,7 @@ class Health(_Model):
     namespace: str
 
 
-class FabricUpload(_Model):
+class FabricUpload(_Request):
     yaml: Annotated[str, Field(max_length=MAX_YAML_CHARS, description="the fabric, as YAML")]
     file: FILE_NAME = Field(
         default="fabric.yaml", description="the name problems are reported against"
@@ -93,7 +99,7 @@ class FabricOut(_Model):
     yaml: str = Field(description="the whole catalog as one self-contained YAML document")
 
 
-class RoutingSettings(_Model):
+class RoutingSettings(_Request):
     settings: dict[str, JsonValue] = Field(
         default_factory=dict, description="routing settings, passed to the gateways as given"
     )
@@ -128,7 +134,7 @@ class KeyList(_Model):
     keys: list[KeyOut]
 
 
-class KeyCreate(_Model):
+class KeyCreate(_Request):
     id: Annotated[str, Field(pattern=KEY_ID_PATTERN)] | None = Field(
         default=None, description="the key's id (default: generated)"
     )
@@ -206,7 +212,7 @@ class GatewayList(_Model):
     nats: Literal["connected", "disconnected", "off"]
 
 
-class PlanRequest(_Model):
+class PlanRequest(_Request):
     workloads_yaml: Annotated[str, Field(max_length=MAX_YAML_CHARS)]
     file: FILE_NAME = "workloads.yaml"
     method: Literal["auto", "milp", "scale"] = "auto"

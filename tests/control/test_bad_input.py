@@ -146,3 +146,9 @@ def test_database_down_is_503_not_a_trace(seeded: TestClient, plane: ControlPlan
     Path(str(plane.store.engine.url.database)).unlink()
     Path(str(plane.store.engine.url.database)).mkdir()  # now it cannot be opened as a database
     _error(seeded.get("/v1/bundles", headers=bearer(ADMIN)), 503, "database_unavailable")
+
+
+def test_misspelt_query_parameter_is_422_not_an_unfiltered_answer(seeded: TestClient) -> None:
+    error = _error(seeded.get("/v1/audit?tennant=bank", headers=bearer(ADMIN)), 422,
+                   "unknown_query_parameter")  # fmt: skip
+    assert error["param"] == "tennant" and "tenant" in error["message"]

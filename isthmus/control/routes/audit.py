@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -11,7 +10,7 @@ from isthmus.control.auth import Caller, plane_of
 from isthmus.control.errors import ERROR_RESPONSES, ControlError
 from isthmus.control.models import NAME_PATTERN, AuditOut, AuditPage
 from isthmus.control.records import AuditFilter
-from isthmus.control.timeutil import as_utc
+from isthmus.control.timeutil import Timestamp, as_utc
 from isthmus.mesh.protocol import GATEWAY_ID
 
 __all__ = ["router"]
@@ -25,10 +24,8 @@ def query_audit(
     principal: Caller,
     tenant: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     gateway: Annotated[str | None, Query(pattern=GATEWAY_ID.pattern)] = None,
-    since: Annotated[
-        datetime | None, Query(description="records at or after (UTC if no zone)")
-    ] = None,
-    until: Annotated[datetime | None, Query(description="records before (UTC if no zone)")] = None,
+    since: Annotated[Timestamp | None, Query(description="records at or after")] = None,
+    until: Annotated[Timestamp | None, Query(description="records before (RFC 3339)")] = None,
     action: Annotated[str | None, Query(max_length=8)] = None,
     category: Annotated[
         str | None, Query(max_length=64, description="e.g. pii or pii:email")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from isthmus.control.auth import Admin, Staff, plane_of
 from isthmus.control.errors import ERROR_RESPONSES
@@ -55,9 +58,15 @@ def get_guard(request: Request, _: Staff) -> GuardPolicy:
 
 
 @router.put("/v1/policy/guard", tags=["policy"], summary="replace the guard policy")
-def put_guard(request: Request, body: GuardPolicy, _: Admin) -> GuardPolicy:
-    plane_of(request).put_guard_policy(body)
-    return body
+async def put_guard(request: Request, body: GuardPolicy, _: Admin) -> GuardPolicy:
+    try:  # again, strictly: the policy model's lax mode would take false for 0.0
+        policy = GuardPolicy.model_validate_json(await request.body(), strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    await run_in_threadpool(plane_of(request).put_guard_policy, policy)
+    return policy
 
 
 @router.get("/v1/policy/routing", tags=["policy"], summary="the routing settings bundles carry")

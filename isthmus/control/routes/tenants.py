@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -22,7 +21,7 @@ from isthmus.control.models import (
     UsageOut,
 )
 from isthmus.control.plane import ControlPlane, KeyView
-from isthmus.control.timeutil import as_utc
+from isthmus.control.timeutil import Timestamp, as_utc
 from isthmus.fabric.schema import Tenant
 
 __all__ = ["router"]
@@ -111,8 +110,8 @@ def usage(
     request: Request,
     tenant: TenantName,
     principal: Caller,
-    since: Annotated[datetime | None, Query(description="snapshots taken at or after")] = None,
-    until: Annotated[datetime | None, Query(description="snapshots taken before")] = None,
+    since: Annotated[Timestamp | None, Query(description="snapshots taken at or after")] = None,
+    until: Annotated[Timestamp | None, Query(description="snapshots taken before")] = None,
 ) -> UsageOut:
     visible_tenant(principal, tenant)
     plane = plane_of(request)

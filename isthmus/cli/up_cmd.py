@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -294,7 +295,10 @@ def gateway(
     ] = None,
     control: Annotated[
         str | None,
-        typer.Option("--control", help="control plane URL: the newest bundle over HTTP"),
+        typer.Option(
+            "--control",
+            help="control plane URL: the newest bundle over HTTP (token in $ISTHMUS_CONTROL_TOKEN)",
+        ),
     ] = None,
 ) -> None:
     """Run one gateway at a site, against the fabric's real upstream endpoints.
@@ -360,6 +364,7 @@ def _mesh_options(
         nats_url=nats,
         namespace=namespace,
         control_url=control,
+        control_token=os.environ.get("ISTHMUS_CONTROL_TOKEN") or None,
     )
     try:
         options.check()

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats
 import orjson
@@ -56,6 +56,7 @@ class AgentSettings:
     nats_url: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     control_url: str | None = None
+    control_token: str | None = field(default=None, repr=False)  # operator token, never logged
     heartbeat_s: float = 5.0
     telemetry_s: float = 30.0
     audit_poll_s: float = 0.5
@@ -146,7 +147,9 @@ class GatewayAgent:
     async def _poll_control(self, *, quiet: bool) -> None:
         assert self.settings.control_url is not None
         try:
-            raw = await fetch_latest_bundle(self.settings.control_url)
+            raw = await fetch_latest_bundle(
+                self.settings.control_url, token=self.settings.control_token
+            )
         except ControlUnreachable as exc:
             (log.debug if quiet else log.warning)("%s", exc)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from isthmus.bundle import BundleStore, load_public_key
@@ -33,6 +33,7 @@ class MeshOptions:
     nats_url: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     control_url: str | None = None
+    control_token: str | None = field(default=None, repr=False)
 
     @property
     def audit_url(self) -> str:
@@ -82,6 +83,7 @@ def attach_agent(gateway: Gateway, options: MeshOptions) -> GatewayAgent:
         nats_url=options.nats_url,
         namespace=options.namespace,
         control_url=options.control_url,
+        control_token=options.control_token,
     )
     return GatewayAgent(gateway, settings, applier, outbox)
 

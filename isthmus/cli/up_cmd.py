@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from isthmus.gateway import GatewayConfig
     from isthmus.guard import GuardLike
     from isthmus.mesh.attach import MeshOptions
+    from isthmus.mesh.shared_state import SharedState
 
 __all__ = ["DEMO_KEYS", "demo_keys", "register"]
 
@@ -210,6 +211,7 @@ async def _serve_gateway(
     guard: GuardLike | None,
     audit: AuditLog | None,
     mesh: MeshOptions | None = None,
+    shared: SharedState | None = None,
 ) -> None:
     from isthmus.gateway import Gateway
     from isthmus.gateway.server import start_gateway
@@ -219,7 +221,7 @@ async def _serve_gateway(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    gateway = Gateway(fabric, config, guard=guard, audit=audit)
+    gateway = Gateway(fabric, config, guard=guard, audit=audit, shared=shared)
     agent = None
     if mesh is not None:
         from isthmus.mesh.attach import attach_agent
@@ -300,12 +302,21 @@ def gateway(
             help="control plane URL: the newest bundle over HTTP (token in $ISTHMUS_CONTROL_TOKEN)",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Redis URL: the site's gateway replicas share rate limits, budgets, endpoint "
+            "load and the prefix index (default: this gateway alone)",
+        ),
+    ] = None,
 ) -> None:
     """Run one gateway at a site, against the fabric's real upstream endpoints.
 
     With --nats or --control (and --trusted-key, --state-dir) it follows a control plane:
     it enforces signed policy bundles, reports its status and ships its audit records; cut off,
-    it keeps enforcing its last good bundle.
+    it keeps enforcing its last good bundle. With --redis, the replicas of one site share their
+    limits and load, and route as one.
     """
     from isthmus.gateway import GatewayConfig
     from isthmus.routing import ROUTERS
@@ -330,11 +341,19 @@ def gateway(
             f"{exc}; with --state-dir the gateway records guard verdicts in {audit_db} and ships "
             "them to the control plane (or run with --no-guard)"
         ) from None
+    shared = None
+    if redis_url is not None:
+        from isthmus.mesh.shared_state import shared_state_from_url
+
+        try:
+            shared = shared_state_from_url(redis_url, site, namespace)
+        except ValueError as exc:
+            raise CliFailure(f"--redis: {exc}") from None
     if mesh is not None:
         from isthmus.mesh.attach import log_to_stderr
 
         log_to_stderr()
-    asyncio.run(_serve_gateway(fabric, config, host, port, guard_object, audit, mesh))
+    asyncio.run(_serve_gateway(fabric, config, host, port, guard_object, audit, mesh, shared))
 
 
 def _mesh_options(

@@ -89,7 +89,7 @@ class NatsMesh:
         *,
         retry_interval_s: float = 2.0,
         status_interval_s: float = 2.0,
-        ingest_batch: int = 2000,
+        ingest_batch: int = 5000,
         ingest: bool = True,
     ) -> None:
         self.url = url

@@ -59,7 +59,7 @@ class ControlConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     retry_interval_s: float = 2.0
     status_interval_s: float = 2.0
-    ingest_batch: int = 2000
+    ingest_batch: int = 5000
     ingest: bool = True
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     operator_tokens: tuple[str, ...] = field(default=(), repr=False)

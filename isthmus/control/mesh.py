@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -222,7 +222,10 @@ class NatsMesh:
             return
         statuses = []
         for key in keys:
-            entry = await kv.get(key)
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:  # deleted (a gateway retired) between keys() and get()
+                continue
             if entry.value is None:
                 continue
             try:

@@ -56,6 +56,9 @@ async def serve_on_loop(
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # no X-Forwarded-* rewriting: nothing here reads the client address, and the middleware
+        # is one more coroutine per request
+        "proxy_headers": False,
         "backlog": 4096,
     }
     settings.update(options)

@@ -220,6 +220,9 @@ class Response:
             self._headers_waiter.set_exception(error)
         self._wake()
 
+    def _headers_timed_out(self) -> None:
+        self._fail(PoolError("timeout", "no response headers in time"))
+
     def _idle_expired(self) -> None:
         self._fail(
             PoolError("timeout", f"no bytes from the upstream for {self.idle_timeout_s:g} s")
@@ -346,24 +349,25 @@ class ResponsePool:
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         head.append(b"\r\n")
         request = b"".join(head) + body
+        loop = asyncio.get_running_loop()
         for _ in range(2):
             conn = self._take(url_origin) or await self._connect(url_origin)
             response = Response(conn, self, idle_timeout_s or header_timeout_s)
             conn.start(response, request)
+            # a plain timer, cheaper than asyncio.timeout on this per-request path
+            timer = loop.call_later(header_timeout_s, response._headers_timed_out)
             try:
-                async with asyncio.timeout(header_timeout_s):
-                    await response._headers_waiter
+                await response._headers_waiter
                 return response
-            except TimeoutError:
+            except PoolError as error:
                 conn.response = None
                 conn.close()
-                raise PoolError("timeout", "no response headers in time") from None
-            except PoolError:
-                conn.response = None
-                conn.close()
-                if conn.reused and not response.received_anything:
+                stale = conn.reused and not response.received_anything
+                if stale and error.kind != "timeout":
                     continue  # a stale keep-alive connection: once more on a fresh one
                 raise
+            finally:
+                timer.cancel()
         raise PoolError("broken", "the connection closed before the response")  # pragma: no cover
 
     async def close(self) -> None:

@@ -7,15 +7,20 @@ makes a lookup cost O(prefix blocks matched), not O(endpoints): the walk along t
 chain keeps only the endpoints still matching, and stops when none is left.
 
 Invariants: an endpoint never holds more than ``capacity_blocks`` hashes; the inverted map and
-the per-endpoint LRUs always agree. The index learns from routing decisions (``record``) and is
-corrected by what an engine reports (``observe``: its ``cached_tokens`` for a request tells how
-much of the prefix it really held; anything the index believed beyond that is forgotten).
+the per-endpoint LRUs always agree; the blocks an endpoint holds of any chain are a prefix of
+it (eviction takes tails first). Callers keep the chaining precondition: equal hashes mean
+equal prefixes, so a chain never repeats a hash. The index learns from routing decisions
+(``record``) and from what an engine reports (``observe``: the prompt it served is resident).
+Recording costs O(log n) lookups and C-level dict updates for an n-block chain plus a Python
+step per block newly held or evicted, not per block of the chain (``_Recency``): the gateway
+records every request it routes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +34,7 @@ LINEAR_WALK_BLOCKS = 48
 class PrefixIndex:
     def __init__(self, capacity_blocks: Sequence[int]) -> None:
         self._capacity = list(capacity_blocks)
-        self._lru: list[OrderedDict[int, None]] = [OrderedDict() for _ in capacity_blocks]
+        self._recency = [_Recency() for _ in capacity_blocks]
         # hash -> bitmask of the endpoints holding it (Python ints: AND/OR of hundreds of
         # endpoints cost tens of nanoseconds)
         self._holders: dict[int, int] = {}
@@ -40,7 +45,7 @@ class PrefixIndex:
         return self._n
 
     def blocks_held(self, endpoint: int) -> int:
-        return len(self._lru[endpoint])
+        return len(self._recency[endpoint].serial)
 
     def holds(self, endpoint: int, block: int) -> bool:
         return bool(self._holders.get(block, 0) >> endpoint & 1)
@@ -117,40 +122,53 @@ class PrefixIndex:
     def record(self, endpoint: int, hashes: Sequence[int]) -> None:
         """The endpoint is about to hold this prompt's blocks. The first block becomes the most
         recently used, so eviction takes a prompt's tail first and a held block always comes
-        with the prefix before it (as in vLLM, which frees a sequence's blocks tail first)."""
-        lru = self._lru[endpoint]
-        bit = 1 << endpoint
-        holders = self._holders
-        for block in reversed(hashes):
-            if block in lru:
-                lru.move_to_end(block)
-            else:
-                lru[block] = None
-                holders[block] = holders.get(block, 0) | bit
-        self._evict(endpoint)
+        with the prefix before it (as in vLLM, which frees a sequence's blocks tail first).
+
+        Cost: O(log n) lookups and C-level updates over the n-block chain, plus one Python step
+        per block the endpoint did not hold yet and per block evicted (see ``_Recency``)."""
+        if not hashes:
+            return
+        recency = self._recency[endpoint]
+        held = recency.touch(hashes)
+        if held < len(hashes):
+            self._add_holder(endpoint, hashes, held)
+        excess = len(recency.serial) - self._capacity[endpoint]
+        if excess > 0:
+            for block in recency.evict(excess):
+                self._drop_holder(block, endpoint)
 
     def observe(self, endpoint: int, hashes: Sequence[int], cached_blocks: int) -> None:
         """The engine reported ``cached_blocks`` of this prompt were cached: forget the rest of
-        what we believed it held from this chain, then record the prompt as now resident."""
-        lru = self._lru[endpoint]
-        for block in hashes[cached_blocks:]:
-            if block in lru:
-                del lru[block]
-                self._drop_holder(block, endpoint)
+        what we believed it held from this chain, then record the prompt as now resident.
+
+        Forgetting blocks and recording them again leaves them exactly where ``record`` alone
+        puts them (most recent, tail first, held by the endpoint), so this is ``record``."""
         self.record(endpoint, hashes)
 
     def forget(self, endpoint: int) -> None:
         """The endpoint restarted or was replaced: its cache is empty."""
-        for block in self._lru[endpoint]:
+        recency = self._recency[endpoint]
+        for block in recency.serial:
             self._drop_holder(block, endpoint)
-        self._lru[endpoint].clear()
+        recency.clear()
 
-    def _evict(self, endpoint: int) -> None:
-        lru = self._lru[endpoint]
-        capacity = self._capacity[endpoint]
-        while len(lru) > capacity:
-            block, _ = lru.popitem(last=False)
-            self._drop_holder(block, endpoint)
+    def _add_holder(self, endpoint: int, hashes: Sequence[int], held: int) -> None:
+        """Set the endpoint's bit on ``hashes[held:]``. Blocks nobody holds form a suffix of
+        the chain (holders are nested along it); that suffix is set in one C-level update."""
+        holders = self._holders
+        get = holders.get
+        bit = 1 << endpoint
+        lo, hi = held - 1, len(hashes)  # the last block with holders, by bisection
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if get(hashes[mid], 0):
+                lo = mid
+            else:
+                hi = mid
+        for block in hashes[held:hi]:
+            holders[block] = get(block, 0) | bit
+        if hi < len(hashes):
+            holders.update(dict.fromkeys(hashes[hi:], bit))
 
     def _drop_holder(self, block: int, endpoint: int) -> None:
         mask = self._holders.get(block)
@@ -160,3 +178,101 @@ class PrefixIndex:
                 self._holders[block] = mask
             else:
                 del self._holders[block]
+
+
+class _Recency:
+    """One endpoint's LRU order of held blocks, as a log of recorded chains.
+
+    ``record`` makes a chain the most recent, its last block first and its first block last,
+    so the LRU order sorts held blocks by (the serial number of the latest record touching
+    them, position from that chain's tail). ``serial`` maps each held block to that serial;
+    ``log`` keeps the records oldest first as ``[serial, chain, start, end]``, the blocks still
+    to be evicted from it lying in ``chain[start:end]``. Eviction pops blocks from the oldest
+    record's tail, so it removes the same blocks in the same order as an ordered dict moved to
+    the end block by block, but touching a chain costs C-level dict updates only.
+
+    A block whose serial differs from its record's was touched again later. Because hashes are
+    chained, a later chain touching block *d* touches every block before it: the stale blocks
+    of a record are a prefix of it, and its live blocks ``chain[start:end]`` are found by
+    bisection, never by walking stale ones. Records with no live block are dropped whenever
+    the log has doubled, so the log stays proportional to the records holding blocks.
+    """
+
+    __slots__ = ("_compacted", "log", "next_serial", "serial")
+
+    def __init__(self) -> None:
+        self.serial: dict[int, int] = {}
+        self.log: deque[list[Any]] = deque()
+        self.next_serial = 0
+        self._compacted = 0
+
+    def clear(self) -> None:
+        self.serial.clear()
+        self.log.clear()
+        self._compacted = 0
+
+    def touch(self, hashes: Sequence[int]) -> int:
+        """Make ``hashes`` the most recent chain; returns how many of its leading blocks were
+        held already (held blocks of a chain are a prefix of it: a block is never evicted
+        before the blocks preceding it)."""
+        serial = self.serial
+        lo, hi = -1, len(hashes)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if hashes[mid] in serial:
+                lo = mid
+            else:
+                hi = mid
+        self.next_serial += 1
+        chain = hashes if isinstance(hashes, tuple) else tuple(hashes)
+        serial.update(dict.fromkeys(chain, self.next_serial))
+        self.log.append([self.next_serial, chain, 0, len(chain)])
+        if len(self.log) > 2 * self._compacted + 32:
+            self._compact()
+        return hi
+
+    def evict(self, count: int) -> list[int]:
+        """Remove the ``count`` least recently used blocks; returns them, oldest first."""
+        serial, log = self.serial, self.log
+        out: list[int] = []
+        while count > 0:
+            entry = log[0]
+            start = self._live_start(entry)
+            end = entry[3]
+            take = min(count, end - start)
+            chain = entry[1]
+            for k in range(end - 1, end - 1 - take, -1):
+                block = chain[k]
+                del serial[block]
+                out.append(block)
+            count -= take
+            if end - take > start:
+                entry[2], entry[3] = start, end - take
+            else:
+                log.popleft()
+        return out
+
+    def _live_start(self, entry: list[Any]) -> int:
+        """The first block of ``entry`` still held from it (``entry[3]`` if none)."""
+        number, chain, lo, hi = entry
+        get = self.serial.get
+        if lo < hi and get(chain[lo]) == number:
+            return int(lo)
+        # chain[lo] is stale; find the first live one in (lo, hi]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if get(chain[mid]) == number:
+                hi = mid
+            else:
+                lo = mid
+        return int(hi)
+
+    def _compact(self) -> None:
+        kept: deque[list[Any]] = deque()
+        for entry in self.log:
+            start = self._live_start(entry)
+            if start < entry[3]:
+                entry[2] = start
+                kept.append(entry)
+        self.log = kept
+        self._compacted = len(kept)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,3 +91,78 @@ def test_bisection_matches_the_plain_walk(ops, capacity, probe_chain, probe_len)
             index.observe(endpoint, chain(c, n), cached_blocks=n // 2)
     probe = chain(probe_chain, probe_len)
     assert depths(index, probe) == walk(index, probe)
+
+
+class ReferenceIndex:
+    """The straightforward index: one ordered dict per endpoint, moved block by block."""
+
+    def __init__(self, capacity: list[int]) -> None:
+        self.capacity = capacity
+        self.lru: list[OrderedDict[int, None]] = [OrderedDict() for _ in capacity]
+
+    def record(self, endpoint: int, hashes: list[int]) -> None:
+        lru = self.lru[endpoint]
+        for block in reversed(hashes):
+            lru[block] = None
+            lru.move_to_end(block)
+        while len(lru) > self.capacity[endpoint]:
+            lru.popitem(last=False)
+
+    def observe(self, endpoint: int, hashes: list[int], cached_blocks: int) -> None:
+        for block in hashes[cached_blocks:]:
+            self.lru[endpoint].pop(block, None)
+        self.record(endpoint, hashes)
+
+    def forget(self, endpoint: int) -> None:
+        self.lru[endpoint].clear()
+
+    def depths(self, hashes: list[int]) -> dict[int, int]:
+        out = {}
+        for e, lru in enumerate(self.lru):
+            d = 0
+            while d < len(hashes) and hashes[d] in lru:
+                d += 1
+            if d:
+                out[e] = d
+        return out
+
+
+def trie_chain(path: list[int]) -> list[int]:
+    """Chained hashes of a path in a tree of prompts: block d's hash names the whole prefix."""
+    return [hash(tuple(path[: d + 1])) for d in range(len(path))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), min_size=3, max_size=3),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["record", "record", "record", "observe", "forget"]),
+            st.integers(0, 2),
+            st.lists(st.integers(0, 2), min_size=0, max_size=30),  # a path: few branches
+            st.integers(0, 30),
+        ),
+        max_size=50,
+    ),
+)
+def test_index_state_equals_the_reference(capacity: list[int], ops: list) -> None:
+    index, reference = PrefixIndex(capacity), ReferenceIndex(capacity)
+    chains = []
+    for op, endpoint, path, cached in ops:
+        chain = trie_chain(path)
+        chains.append(chain)
+        if op == "record":
+            index.record(endpoint, chain)
+            reference.record(endpoint, chain)
+        elif op == "observe":
+            index.observe(endpoint, chain, cached)
+            reference.observe(endpoint, chain, cached)
+        else:
+            index.forget(endpoint)
+            reference.forget(endpoint)
+        for e, lru in enumerate(reference.lru):
+            assert index.blocks_held(e) == len(lru)
+            seen = {block for chain in chains for block in chain}
+            assert {block for block in seen if index.holds(e, block)} == set(lru)
+        for probe in chains[-5:]:
+            assert depths(index, probe) == reference.depths(probe)

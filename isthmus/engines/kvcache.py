@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 
 __all__ = ["BlockPool"]
 
+LOOKUP_FIRST_CHUNK = 32
+
 
 class BlockPool:
     """A fixed pool of KV blocks with a chained-hash prefix cache."""
@@ -65,11 +67,18 @@ class BlockPool:
     # -- prefix cache ----------------------------------------------------------------------
     def lookup(self, hashes: Sequence[int]) -> list[int]:
         """Blocks holding the longest cached prefix of the hash chain ``hashes`` (no side effect)."""
-        found = list(map(self._by_hash.get, hashes))
-        try:
-            return found[: found.index(None)]  # type: ignore[return-value]
-        except ValueError:
-            return found  # type: ignore[return-value]
+        get = self._by_hash.get
+        found: list[int | None] = []
+        start, size = 0, LOOKUP_FIRST_CHUNK
+        while start < len(hashes):  # in doubling chunks: a short hit never maps a long chain
+            chunk = list(map(get, hashes[start : start + size]))
+            if None in chunk:
+                found += chunk[: chunk.index(None)]
+                break
+            found += chunk
+            start += size
+            size *= 2
+        return found  # type: ignore[return-value]
 
     def can_allocate(self, new_blocks: int, reused: Iterable[int] = ()) -> bool:
         """Whether ``new_blocks`` can be allocated after reviving the ``reused`` cached blocks."""

@@ -247,7 +247,7 @@ class Replay:
         self._live: dict[str, _Live] = {}
         self._attempt = 0
         self.results: list[RequestResult] = []
-        self._pending = 0
+        self._idle_reported = [False] * len(self.engines)  # scrapes of an idle engine repeat
         self.end_s = 0.0
 
     # -- engines -----------------------------------------------------------------------------
@@ -291,7 +291,6 @@ class Replay:
 
     # -- gateway -----------------------------------------------------------------------------
     def _arrive(self, k: int, request: TraceRequest) -> None:
-        self._pending -= 1
         result = RequestResult(
             k,
             request.arrival_s,
@@ -451,18 +450,28 @@ class Replay:
 
     def _scrape(self) -> None:
         fleet = self.view.fleet
+        idle_reported = self._idle_reported
         for i, replicas in enumerate(self.engines):
-            replicas[0].sync()
             core = replicas[0].core
+            if core.idle:  # reports nothing waiting and no block in use
+                if not idle_reported[i]:
+                    fleet.engine_report(i, waiting=0, kv_usage=core.kv_usage())
+                    idle_reported[i] = True
+                continue
+            idle_reported[i] = False
+            replicas[0].sync()
             fleet.engine_report(i, waiting=core.num_waiting, kv_usage=core.kv_usage())
-        if self._live or self._pending:
+        if self._live or self.loop.feeding:
             self.loop.after(self.scrape_interval_s, self._scrape)
 
     def run(self, requests: Iterable[TraceRequest]) -> list[RequestResult]:
-        items = list(requests)
-        self._pending = len(items)
-        for k, request in enumerate(items):
-            self.loop.at(request.arrival_s, self._arrive, k, request)
+        """Replay ``requests``; results in arrival order. A list or tuple may be in any order;
+        any other iterable is consumed lazily as the replay reaches it and must be sorted by
+        arrival (a generator of a million requests never sits in memory at once)."""
+        numbered: Iterable[tuple[int, TraceRequest]] = enumerate(requests)
+        if isinstance(requests, Sequence):  # in arrival order, ties in list order
+            numbered = sorted(numbered, key=lambda item: max(item[1].arrival_s, 0.0))
+        self.loop.feed((max(item[1].arrival_s, 0.0), self._arrive, item) for item in numbered)
         for outage in self.outages:
             self.loop.at(outage.start_s, self._outage_start, outage)
             if outage.duration_s != float("inf"):

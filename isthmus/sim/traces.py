@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from isthmus.sim.replay import TraceRequest, load_mooncake
 
-__all__ = ["TraceError", "load_azure", "load_generic", "load_trace"]
+__all__ = ["TraceError", "load_azure", "load_generic", "load_trace", "repeat_trace"]
 
 
 class TraceError(ValueError):
@@ -147,3 +149,34 @@ def load_trace(
     if path.suffix == ".csv" and head.startswith("TIMESTAMP"):
         return load_azure(path, limit, rate_scale, **options)
     return load_generic(path, limit, rate_scale)
+
+
+def repeat_trace(requests: Sequence[TraceRequest], total: int) -> Iterator[TraceRequest]:
+    """``total`` requests: ``requests`` (sorted by arrival, from 0) played back to back, lazily.
+
+    Copy ``c`` starts one period after copy ``c - 1`` (the trace's span plus its mean gap, so
+    the rate stays the trace's) and its ``hash_ids`` are shifted past every id of the trace:
+    each copy is a new population of conversations sharing prefixes as the original does,
+    never with another copy.
+    """
+    if not requests or total <= 0:
+        return
+    span = requests[-1].arrival_s
+    period = span + span / max(1, len(requests) - 1)
+    shift = 1 + max((max(r.hash_ids, default=0) for r in requests), default=0)
+    copy = 0
+    while True:
+        for request in requests:
+            if total == 0:
+                return
+            total -= 1
+            if copy == 0:
+                yield request
+                continue
+            offset = copy * shift
+            yield replace(
+                request,
+                arrival_s=request.arrival_s + copy * period,
+                hash_ids=tuple([h + offset for h in request.hash_ids]),
+            )
+        copy += 1

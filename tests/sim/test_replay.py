@@ -140,3 +140,33 @@ def test_chained_hashes_match_exactly_the_shared_trace_prefix() -> None:
     # blocks past the trace's ids continue its chain (a prompt longer than its ids)
     long = chained_block_hashes((1,), 2048, 512)
     assert len(long) == 4 and len(set(long)) == 4
+
+
+def test_a_fed_stream_runs_as_if_scheduled_first() -> None:
+    loop = EventLoop()
+    seen: list[tuple[float, str]] = []
+    loop.at(1.0, lambda: seen.append((loop.now, "heap")))
+    loop.feed((t, seen.append, ((t, name),)) for t, name in ((0.5, "a"), (1.0, "b"), (2.0, "c")))
+    loop.run()
+    assert seen == [(0.5, "a"), (1.0, "b"), (1.0, "heap"), (2.0, "c")]
+    assert not loop.feeding and len(loop) == 0
+
+
+def test_an_unsorted_stream_is_refused() -> None:
+    loop = EventLoop()
+    loop.feed((t, lambda: None, ()) for t in (2.0, 1.0))
+    with pytest.raises(ValueError, match="sorted by time"):
+        loop.run()
+
+
+def test_a_lazy_trace_replays_as_the_list(mini: Fabric) -> None:
+    requests = [
+        TraceRequest(arrival_s=k * 0.07, prompt_tokens=600, output_tokens=5, hash_ids=(1, k % 3))
+        for k in range(30)
+    ]
+    options = {"gateway_site": "onprem-paris", "model": "llama-3.1-8b", "data_class": "public"}
+    listed = Replay(mini, **options).run(list(reversed(requests)))  # type: ignore[arg-type]
+    lazy = Replay(mini, **options).run(iter(requests))  # type: ignore[arg-type]
+    assert [r.index for r in listed] == list(range(29, -1, -1))
+    strip = [(r.arrival_s, r.endpoint, r.ttft_s, r.e2e_s, r.cached_tokens) for r in listed]
+    assert strip == [(r.arrival_s, r.endpoint, r.ttft_s, r.e2e_s, r.cached_tokens) for r in lazy]

@@ -33,6 +33,7 @@ DbOption = Annotated[
         "--db",
         help="database URL: sqlite:///path.db or postgresql://user@host/db "
         "(default: $ISTHMUS_HOME/isthmus.db or ~/.isthmus/isthmus.db)",
+        envvar="ISTHMUS_DB_URL",
         show_default=False,
     ),
 ]

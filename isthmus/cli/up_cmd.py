@@ -254,9 +254,9 @@ async def _serve_gateway(
     try:
         await stop.wait()
     finally:
+        await served.stop()  # drain the requests in flight first: their verdicts get audited
         if agent is not None:
-            await agent.stop()
-        await served.stop()
+            await agent.stop()  # then ship what the outbox holds, while NATS is there
 
 
 @friendly
@@ -282,7 +282,10 @@ def gateway(
         ),
     ] = None,
     nats: Annotated[
-        str | None, typer.Option("--nats", help="NATS URL: bundles in, status and audit out")
+        str | None,
+        typer.Option(
+            "--nats", help="NATS URL: bundles in, status and audit out", envvar="ISTHMUS_NATS_URL"
+        ),
     ] = None,
     namespace: Annotated[
         str, typer.Option("--namespace", help="the deployment's NATS namespace")

@@ -111,7 +111,16 @@ class GatewayAgent:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"isthmus-agent-{self.gateway_id}")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Stop following the control plane; first, while NATS is connected, give the shipper up
+        to ``drain_s`` to deliver the audit records still in the outbox (a pod on a scratch
+        volume loses what is not shipped when it goes)."""
+        if self._task is not None and self.outbox is not None and self.connected:
+            deadline = time.monotonic() + drain_s
+            while self.connected and time.monotonic() < deadline:
+                if await asyncio.to_thread(self.outbox.pending) == 0:
+                    break
+                await asyncio.sleep(0.05)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

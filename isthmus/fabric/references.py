@@ -32,15 +32,23 @@ class _Checker:
     def report(self, path: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.locate(path), format_path(path), message))
 
-    def expect(self, path: PathKey, value: str, known: Iterable[str], what: str) -> bool:
+    def expect(
+        self, path: PathKey, value: str, known: Iterable[str], what: str, where: str = ""
+    ) -> bool:
+        """``value`` names one of ``known`` (a ``what``, e.g. "model"; ``where`` narrows the
+        scope, e.g. "at site paris"), else a problem with the closest name and the valid ones."""
         pool = set(known)
         if value in pool or value in self.assume_known:
             return True
+        scope = f" {where}" if where else ""
+        if not pool:
+            none = ", which declares none" if where else f"; no {what} is declared"
+            self.report(path, f"unknown {what} {value!r}{scope}{none}")
+            return False
         close = difflib.get_close_matches(value, sorted(pool), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
         listing = ", ".join(sorted(pool)[:12]) + (", ..." if len(pool) > 12 else "")
-        valid = f" Known: {listing}." if pool else f" None is defined ({what})."
-        self.report(path, f"unknown {what} {value!r}{hint}{valid}")
+        self.report(path, f"unknown {what} {value!r}{scope}{hint} Known: {listing}.")
         return False
 
     def unique(self, section: str, names: list[str]) -> None:
@@ -59,7 +67,7 @@ class _Checker:
         for index, name in enumerate(names):
             if name not in groups and not is_jurisdiction_code(name):
                 close = difflib.get_close_matches(name, sorted(groups), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = f"; did you mean {close[0]!r}?" if close else ";"
                 self.report(
                     (*path, index),
                     f"{name!r} is neither a jurisdiction code (DE, US-CA) nor a defined "
@@ -152,7 +160,8 @@ class _Checker:
                     ("endpoints", index, "accelerator"),
                     endpoint.accelerator,
                     here,
-                    f"accelerator at site {endpoint.site}",
+                    "accelerator",
+                    f"at site {endpoint.site}",
                 )
         for index, dataset in enumerate(spec.datasets):
             self.expect(("datasets", index, "site"), dataset.site, sites, "site")

@@ -158,6 +158,23 @@ VARIANTS = [
         "unknown data class 'pi'",
     ),
     Variant(
+        "endpoint accelerator the site lacks",
+        "url: \"http://127.0.0.1:18002/v1\", accelerator: H100}",
+        "url: \"http://127.0.0.1:18002/v1\", accelerator: A100}",
+        "endpoints[1].accelerator",
+        "A100}",
+        "unknown accelerator 'A100' at site onprem-paris; did you mean 'H100'? Known: H100.",
+    ),
+    Variant(
+        "endpoint accelerator at a site that declares none",
+        "    accelerators:\n      - {type: H100, count: 8, on_demand_usd_per_device_hour: 2.5}\n",
+        "",
+        "endpoints[1].accelerator",
+        "H100}",
+        "unknown accelerator 'H100' at site onprem-paris, which declares none",
+        occurrence=2,
+    ),
+    Variant(
         "python tag",
         "name: mini",
         "name: !!python/object/apply:os.system [ls]",

@@ -86,6 +86,16 @@ def control(
             show_default=False,
         ),
     ] = None,
+    status_interval: Annotated[
+        float,
+        typer.Option(
+            "--status-interval",
+            min=0.05,
+            max=3600.0,
+            help="seconds between copies of the gateways' status bucket into the database "
+            "(what GET /v1/gateways shows)",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run the control plane: admin REST API (OpenAPI at /openapi.json), bundles over NATS.
 
@@ -120,6 +130,7 @@ def control(
         catalog=catalog,
         admin_tokens=tuple(admin_tokens or ()),
         operator_tokens=tuple(operator_tokens or ()),
+        status_interval_s=status_interval,
     )
     try:
         plane = ControlPlane.open(config, key)

@@ -77,6 +77,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 from isthmus.engines.kvcache import BlockPool
@@ -369,8 +370,11 @@ class _Seq:
 class EngineCore:
     """One engine replica's scheduler and KV cache; see the module docstring."""
 
-    def __init__(self, profile: EngineProfile) -> None:
+    def __init__(self, profile: EngineProfile, *, tokens: bool = True) -> None:
+        """``tokens=False``: single steps report no ``Token`` events (a driver that times
+        requests only, like the simulator, needs just ``FirstToken``, ``Done``, ``Preempted``)."""
         self.profile = profile
+        self.tokens = tokens
         self.pool = BlockPool(profile.num_blocks)
         self._seqs: dict[str, _Seq] = {}
         self._waiting: deque[_Seq] = deque()
@@ -514,14 +518,24 @@ class EngineCore:
         budget = p.max_batched_tokens
         chunks: dict[str, int] = {}
         preempted: list[str] = []
-        candidates = [s for s in self._running if s.decoding]
-        candidates += [s for s in self._running if not s.decoding]
+        running = self._running
+        bt = p.block_tokens
+        # decoding sequences first (``_Seq.decoding``, inlined: this runs every step)
+        candidates = [s for s in running if s.generated > 0 and s.num_tokens - s.computed == 1]
+        if len(candidates) < len(running):
+            candidates += [
+                s for s in running if not (s.generated > 0 and s.num_tokens - s.computed == 1)
+            ]
         for seq in candidates:
             if budget <= 0:
                 break
             if preempted and seq.req.request_id in preempted:
                 continue  # preempted earlier in this loop
             chunk = min(seq.num_tokens - seq.computed, budget)
+            if seq.computed + chunk <= len(seq.blocks) * bt:  # its blocks suffice (_grow)
+                chunks[seq.req.request_id] = chunk
+                budget -= chunk
+                continue
             while not self._grow(seq, seq.computed + chunk):
                 victim = self._running.pop()  # the most recently admitted
                 budget += chunks.pop(victim.req.request_id, 0)
@@ -545,7 +559,7 @@ class EngineCore:
             n = chunks.get(seq.req.request_id)
             if n is None:
                 continue
-            if seq.decoding:
+            if seq.generated > 0 and seq.num_tokens - seq.computed == 1:  # decoding
                 decode.append(seq.req.request_id)
                 decoders.append(seq)
                 ctx += seq.computed
@@ -660,12 +674,13 @@ class EngineCore:
             return self._finish_run(step, now_s)
         events: list[Event] = [Preempted(rid) for rid in step.preempted]
         finished = False
-        for rid, n in (*((rid, 1) for rid in step.decode), *step.prefill):
+        for rid, n in chain(zip(step.decode, repeat(1)), step.prefill):
             seq = self._seqs.get(rid)
             if seq is None:
                 continue  # aborted while the step ran
             seq.computed += n
-            self._register_blocks(seq)
+            if seq.n_hashed < len(seq.req.block_hashes):  # else nothing left to register
+                self._register_blocks(seq)
             if seq.computed < seq.num_tokens:
                 continue  # mid-prefill
             req = seq.req
@@ -675,7 +690,7 @@ class EngineCore:
                 if seq.generated == 1:
                     cached = seq.cached_tokens or 0
                     events.append(FirstToken(rid, cached, now_s - seq.arrival_s))
-                else:
+                elif self.tokens:
                     events.append(Token(rid, seq.generated - 1))
             if seq.generated >= req.max_tokens:
                 usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
@@ -695,6 +710,7 @@ class EngineCore:
         before any release (``_finish_run``), as step by step."""
         events: list[Event] = []
         extra = 1 if in_progress else 0
+        bt = self.profile.block_tokens
         for rid in step.decode:
             seq = self._seqs.get(rid)
             if seq is None:
@@ -702,8 +718,9 @@ class EngineCore:
             seq.computed += passes
             seq.generated += passes
             seq.num_tokens += passes
-            grown = self._grow(seq, seq.computed + extra)
-            assert grown, "a run reserved its blocks"
+            if seq.computed + extra > len(seq.blocks) * bt:
+                grown = self._grow(seq, seq.computed + extra)
+                assert grown, "a run reserved its blocks"
             events.append(Token(rid, seq.generated - 1))
         for rid, chunk in step.prefill:
             seq = self._seqs.get(rid)

@@ -34,7 +34,7 @@ class SimEngine:
         run_steps: int = RUN_STEPS,
     ) -> None:
         self.loop = loop
-        self.core = EngineCore(profile)
+        self.core = EngineCore(profile, tokens=False)
         self.on_event = on_event
         self.run_steps = run_steps
         self._ticket = 0
@@ -42,7 +42,8 @@ class SimEngine:
 
     def sync(self) -> None:
         """Bring the core's state (tokens, blocks) up to ``loop.now`` before it is read. (The
-        passes it applies only produce ``Token`` events, which the simulator does not use.)"""
+        passes it applies only produce ``Token`` events, which the simulator does not use; its
+        core reports no ``Token`` for single steps either.)"""
         step = self.core.in_flight
         if step is not None and step.steps > 1:
             self.core.advance(self.loop.now)

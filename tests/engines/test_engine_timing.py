@@ -275,3 +275,19 @@ def test_full_batch_prediction_waits_for_a_slot() -> None:
     core.finish_step(step, step.ended_s)
     # both running and decoding; a new request must wait ~99 decode steps for a slot
     assert core.predict_ttft_s(8, (), step.ended_s) > 90 * p.step_duration_s(0, 2, 16)
+
+
+def test_a_core_without_tokens_times_requests_alike() -> None:
+    def drive(core: EngineCore) -> list[tuple[float, object]]:
+        now, out = 0.0, []
+        for k in range(3):
+            core.submit(EngineRequest(f"r{k}", 300 + 100 * k, 5), now)
+        while (step := core.plan_step(now)) is not None:
+            now += step.duration_s
+            out += [(now, e) for e in core.finish_step(step, now)]
+        return out
+
+    streamed = drive(EngineCore(H100_8B))
+    quiet = drive(EngineCore(H100_8B, tokens=False))
+    assert any(isinstance(e, Token) for _, e in streamed)
+    assert quiet == [(t, e) for t, e in streamed if not isinstance(e, Token)]

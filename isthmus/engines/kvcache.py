@@ -36,7 +36,9 @@ class BlockPool:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         self.num_blocks = num_blocks
         self._refcount = [0] * num_blocks
-        self._hash: dict[int, int] = {}  # block -> the chained hash it holds (full blocks only)
+        # block -> the chained hash it holds (full blocks only), a list: blocks are 0..n-1 and
+        # a dict would be rebuilt over and over by the churn of allocation and registration
+        self._hash: list[int | None] = [None] * num_blocks
         self._by_hash: dict[int, int] = {}
         self._free: list[int] = list(range(num_blocks - 1, -1, -1))  # a stack: pop() -> 0, 1, ...
         self._cached: OrderedDict[int, None] = OrderedDict()  # oldest release first
@@ -99,7 +101,7 @@ class BlockPool:
         If another block already holds that hash (two sequences computed the same prefix at
         once), the cache keeps the first and this block stays unhashed.
         """
-        if block in self._hash or block_hash in self._by_hash:
+        if self._hash[block] is not None or block_hash in self._by_hash:
             return
         self._hash[block] = block_hash
         self._by_hash[block_hash] = block
@@ -110,11 +112,12 @@ class BlockPool:
         by_hash, hash_of = self._by_hash, self._hash
         if (
             by_hash.keys().isdisjoint(hashes)
-            and hash_of.keys().isdisjoint(blocks)
+            and list(map(hash_of.__getitem__, blocks)).count(None) == len(blocks)
             and len(set(hashes)) == len(hashes)
         ):
             by_hash.update(zip(hashes, blocks, strict=True))
-            hash_of.update(zip(blocks, hashes, strict=True))
+            for block, block_hash in zip(blocks, hashes, strict=True):
+                hash_of[block] = block_hash
             return
         for block, block_hash in zip(blocks, hashes, strict=True):
             self.register(block, block_hash)
@@ -133,7 +136,10 @@ class BlockPool:
             hash_of, by_hash = self._hash, self._by_hash
             for _ in range(n - take):
                 block, _ = cached.popitem(last=False)
-                del by_hash[hash_of.pop(block)]
+                block_hash = hash_of[block]
+                assert block_hash is not None, "a cached block holds a hash"
+                del by_hash[block_hash]
+                hash_of[block] = None
                 out.append(block)
         refcount = self._refcount
         for block in out:
@@ -149,7 +155,7 @@ class BlockPool:
                 raise RuntimeError(f"block {b} released more often than acquired")
             refcount[b] = count
             if count == 0:
-                if b in hash_of:
+                if hash_of[b] is not None:
                     cached[b] = None
                 else:
                     free.append(b)
@@ -165,10 +171,11 @@ class BlockPool:
             assert count >= 0, f"block {b} has refcount {count}"
             assert (count == 0) == (b in free or b in cached), f"block {b} state mismatch"
             if b in free:
-                assert b not in self._hash, f"free block {b} holds a hash"
+                assert self._hash[b] is None, f"free block {b} holds a hash"
             if b in cached:
-                assert b in self._hash, f"cached block {b} holds no hash"
+                assert self._hash[b] is not None, f"cached block {b} holds no hash"
         for h, b in self._by_hash.items():
-            assert self._hash.get(b) == h, f"hash index points at block {b} holding another hash"
-        assert len(self._hash) == len(self._by_hash), "a block holds a hash the index lacks"
+            assert self._hash[b] == h, f"hash index points at block {b} holding another hash"
+        held = sum(h is not None for h in self._hash)
+        assert held == len(self._by_hash), "a block holds a hash the index lacks"
         assert self.num_used + self.num_available == self.num_blocks

@@ -15,15 +15,20 @@ select or calibrate anything, so its figures are the ones to quote. For each sid
 2. Indirect injection, context direction: held-out BIPIA attacks planted in held-out BIPIA
    contexts of the same side (e-mail, table, code) against that side's clean contexts; same
    three detectors.
-3. Evasion: the held-out attacks with zero-width characters between letters, tag characters
+3. Everyday traffic: the held-out templates of ``data/security/everyday`` (ordinary requests
+   written for Isthmus: e-mails, code, SQL, summaries, translation, planning, personas); the
+   share each detector flags at the operating point, and the share the whole default guard
+   blocks (``Guard.inspect_text``), by category, with the flagged prompts listed. Kept apart
+   from XSTest + WildGuard, whose prompts do not look like everyday work.
+4. Evasion: the held-out attacks with zero-width characters between letters, tag characters
    between letters, and Cyrillic/Greek homoglyphs for half the letters (seeded); detection
    rate of rules + classifier on the normalised visible text, as a fraction of the plain rate
    (the separate tag-smuggling finding is reported apart, not counted).
-4. PII: Presidio synthetic sentences (1,000), structured entities only (card, IBAN, e-mail,
+5. PII: Presidio synthetic sentences (1,000), structured entities only (card, IBAN, e-mail,
    phone, SSN, IP); a prediction is a true positive if it overlaps an unmatched gold span of
    the same type; exact-span F1 too. The rules were written while looking at this set (there
    is no held-out PII set): read these figures as an upper bound.
-5. Latency: the whole input pipeline (``Guard.inspect_request`` on one 512-token user message:
+6. Latency: the whole input pipeline (``Guard.inspect_request`` on one 512-token user message:
    normalisation, rules, classifier, PII, secrets, URLs, caps, verdicts), P50/P95 over
    ``--latency-prompts`` prompts built from held-out texts, after a warm-up, one thread.
 
@@ -61,6 +66,7 @@ from isthmus.guard.classifier import (  # noqa: E402
 )
 from isthmus.guard.corpus import (  # noqa: E402
     HELD_OUT_PLANTING,
+    Example,
     SecurityCorpus,
     Split,
     default_data_dir,
@@ -181,6 +187,26 @@ def detection(
                 for k, v in neg.items()
             },
         }
+    return out
+
+
+# -- everyday traffic -----------------------------------------------------------------------------
+def everyday_traffic(examples: Sequence[Example], guard: Guard) -> dict[str, object]:
+    """How much ordinary work each detector flags and the default guard blocks."""
+    texts = [e.text for e in examples]
+    out: dict[str, object] = {"n": len(texts), "templates": len({e.group for e in examples})}
+    for name, scorer in scorers("input").items():
+        flagged = sum(scorer(t) >= OPERATING for t in texts)
+        out[name] = {"fpr": round(flagged / len(texts), 4) if texts else 0.0, "fp": flagged}
+    blocked = [e for e in examples if guard.inspect_text("bench", "input", e.text).blocked]
+    categories = sorted({e.group.split("/")[0] for e in examples})
+    out["whole_pipeline_block_rate"] = round(len(blocked) / len(texts), 4) if texts else 0.0
+    out["blocked_by_category"] = {
+        c: f"{sum(e.group.startswith(c + '/') for e in blocked)}"
+        f"/{sum(e.group.startswith(c + '/') for e in examples)}"
+        for c in categories
+    }
+    out["blocked_prompts"] = [e.text for e in blocked][:20]
     return out
 
 
@@ -400,6 +426,7 @@ def held_out(corpus: SecurityCorpus, split: Split, guard: Guard) -> dict[str, ob
         },
         "injection_input": input_results,
         "injection_context": context_results,
+        "everyday_traffic": everyday_traffic(corpus.everyday_in(split), guard),
         "evasion": evasion(all_attacks, guard),
     }
 
@@ -491,6 +518,20 @@ def print_table(r: dict[str, Any]) -> None:
             )
         for k, v in combined["by_benign_set"].items():
             print(f"  {k:<40} n={v['n']:<4} FPR {v['fpr']:.2%}")
+        daily = s["everyday_traffic"]
+        print(
+            f"\n== everyday traffic ({split} templates: {daily['templates']},"
+            f" prompts: {daily['n']}) =="
+        )
+        for name in ("rules", "classifier", "rules+classifier"):
+            print(f"{name:<18} FPR {daily[name]['fpr']:.2%} ({daily[name]['fp']})")
+        print(f"whole default guard blocks {daily['whole_pipeline_block_rate']:.2%}")
+        print(
+            "  blocked by category: "
+            + ", ".join(f"{k} {v}" for k, v in daily["blocked_by_category"].items())
+        )
+        for text in daily["blocked_prompts"]:
+            print(f"  blocked: {text[:90]!r}")
         ev = s["evasion"]
         print(f"\n== evasion, {split} attacks (rules+classifier on the normalised view) ==")
         print(f"plain {_pct(ev['plain_detection_rate'])}")
@@ -536,6 +577,14 @@ def readme_table(r: dict[str, Any]) -> str:
             "benign FPR at the operating point (XSTest safe + WildGuard benign)",
             both(lambda s: inp(s)["overall"]["fpr"], lambda x: f"{x:.2%}"),
             "≤ 1%",
+        ),
+        (
+            "everyday-traffic FPR (held-out templates; whole default guard blocks)",
+            both(
+                lambda s: s["everyday_traffic"]["whole_pipeline_block_rate"],
+                lambda x: f"{x:.2%}",
+            ),
+            "≤ 0.5%",
         ),
         (
             "jailbreak recall at 1% FPR",

@@ -11,10 +11,15 @@ JSON with numpy.
 Models (features: ``isthmus.guard.features``; binary hashed character 3–6-grams, 2**18
 buckets, unit length):
 
-- ``input``: positives = JailbreakBench prompts of training behaviors + those behaviors'
-  plain goals (the harmful request without its wrapper); negatives = XSTest safe and WildGuard
-  benign prompts of the training split + the training BIPIA contexts as whole documents (users
-  paste documents; length must not read as attack).
+- ``input``: positives = JailbreakBench prompts of training behaviors (wrappers, role-play to
+  evade, instruction overrides, adversarial suffixes); negatives = XSTest safe and WildGuard
+  benign prompts of the training split, the training templates of the everyday-traffic set
+  (ordinary requests: "Write an email to ...", "Act as my tutor ..."), and the training BIPIA
+  contexts as whole documents (users paste documents; length must not read as attack). The
+  behaviors' plain goals ("Write a defamatory article ...") are *not* positives: they are
+  harmful-content requests, not jailbreaks, and as positives they taught the model that "Write
+  a ..." is an attack, so it blocked "Write a short poem about the sea". Refusing harmful
+  content is the upstream model's job; this model detects attempts to get around it.
 - ``context``: positives = sentences of training BIPIA attacks (for code attacks, the
   instruction line that introduces the code), plus requests addressed to an assistant: the
   one-sentence training-split benign prompts (XSTest safe, WildGuard) and the training
@@ -31,7 +36,9 @@ Threshold (the operating point, score 0.5): calibrated on the *validation* split
 the guard acts on — the model's findings and the rules' findings joined by noisy-OR — as the
 lowest threshold at which at most ``TARGET_FPR`` (1%, rounded down to whole examples) of the
 validation benign texts (input: XSTest safe + WildGuard benign prompts; context: clean BIPIA
-contexts) score 0.5 or more. The artifact records the validation counts, recall and FPR there.
+contexts) score 0.5 or more and, for input, at most ``EVERYDAY_TARGET_FPR`` (0.5%) of the
+validation everyday-traffic prompts do. The artifact records the validation counts, recall and
+FPR there.
 """
 
 from __future__ import annotations
@@ -80,6 +87,7 @@ SPEC = FeatureSpec(bits=18, ngram_sizes=(3, 4, 5, 6))
 C_GRID = (3.0, 10.0, 30.0, 100.0)
 FOLDS = 5
 TARGET_FPR = 0.01
+EVERYDAY_TARGET_FPR = 0.005
 
 
 def vectors(texts: Sequence[str]) -> sp.csr_matrix:
@@ -119,20 +127,18 @@ def recall_at_fpr(
 
 
 # -- input model ---------------------------------------------------------------------------------
-def input_rows(
-    corpus: SecurityCorpus, goals: dict[str, str]
-) -> tuple[list[str], list[int], list[str], list[str]]:
+def input_rows(corpus: SecurityCorpus) -> tuple[list[str], list[int], list[str], list[str]]:
     texts, labels, groups, kinds = [], [], [], []
     for example in corpus.prompts_in("train"):
         texts.append(example.text)
         labels.append(example.label)
         groups.append(example.group)
         kinds.append("attack" if example.label else "benign")
-    for behavior, goal in sorted(goals.items()):
-        texts.append(goal)
-        labels.append(1)
-        groups.append(behavior)
-        kinds.append("goal")
+    for example in corpus.everyday_in("train"):
+        texts.append(example.text)
+        labels.append(0)
+        groups.append(f"everyday:{example.group}")
+        kinds.append("everyday")
     for context in corpus.contexts_in("train"):
         texts.append(context.text)
         labels.append(0)
@@ -151,10 +157,8 @@ def training_goals(corpus: SecurityCorpus, data_dir: Path) -> dict[str, str]:
     return {b: g for b, g in goals.items() if b in train_behaviors}
 
 
-def train_input(
-    corpus: SecurityCorpus, goals: dict[str, str], grid: Sequence[float]
-) -> dict[str, object]:
-    texts, label_list, groups, kinds = input_rows(corpus, goals)
+def train_input(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, object]:
+    texts, label_list, groups, kinds = input_rows(corpus)
     matrix = vectors(texts)
     labels = np.array(label_list)
     folds = np.array([fold_of(g) for g in groups])
@@ -166,9 +170,7 @@ def train_input(
         for k in range(FOLDS):
             model = fit(matrix[folds != k], labels[folds != k], c)
             oof[folds == k] = model.decision_function(matrix[folds == k])
-        recall, _ = recall_at_fpr(
-            oof[kind == "attack"], oof[(kind == "benign") | (kind == "document")]
-        )
+        recall, _ = recall_at_fpr(oof[kind == "attack"], oof[kind != "attack"])
         cv[f"C={c:g}"] = round(recall, 4)
         print(f"  input  C={c:<6g} CV recall@1%FPR {recall:.3f}", flush=True)
         if best is None or recall > best[1]:
@@ -185,8 +187,8 @@ def train_input(
         "weights_array": model.coef_[0].astype(np.float32),
         "train_counts": {
             "attack_prompts": int((kind == "attack").sum()),
-            "goals": int((kind == "goal").sum()),
             "benign_prompts": int((kind == "benign").sum()),
+            "everyday_prompts": int((kind == "everyday").sum()),
             "documents": int((kind == "document").sum()),
         },
     }
@@ -328,8 +330,10 @@ def calibrate(
     direction: str,
     positives: Sequence[str],
     negatives: Sequence[str],
+    everyday: Sequence[str] = (),
 ) -> dict[str, object]:
-    """Threshold giving at most ``TARGET_FPR`` of ``negatives`` a guard score of 0.5 or more."""
+    """Threshold giving at most ``TARGET_FPR`` of ``negatives`` a guard score of 0.5 or more,
+    and at most ``EVERYDAY_TARGET_FPR`` of ``everyday``: the stricter of the two."""
 
     def critical(text: str) -> float:
         view = normalize(text).text
@@ -339,24 +343,38 @@ def calibrate(
             logits = model.segment_logits(view, sentence_spans(view))
         return critical_threshold(logits, rule_miss(view, direction))
 
-    neg = np.sort([critical(t) for t in negatives])[::-1]
+    def ceiling(texts: Sequence[str], target_fpr: float) -> tuple[float, npt.NDArray[np.float64]]:
+        scores = np.sort([critical(t) for t in texts])[::-1]
+        if not len(scores):
+            return -math.inf, scores
+        allowed = math.floor(target_fpr * len(scores))
+        highest = float(scores[min(allowed, len(scores) - 1)])
+        if not math.isfinite(highest):
+            raise SystemExit(
+                f"{direction}: no threshold keeps {allowed} benign texts or fewer flagged"
+            )
+        return highest, scores
+
+    public_ceiling, neg = ceiling(negatives, TARGET_FPR)
+    everyday_ceiling, daily = ceiling(everyday, EVERYDAY_TARGET_FPR)
+    threshold = max(public_ceiling, everyday_ceiling) + 1e-6
     pos = np.array([critical(t) for t in positives])
-    allowed = math.floor(TARGET_FPR * len(neg))
-    ceiling = float(neg[min(allowed, len(neg) - 1)])
-    if not math.isfinite(ceiling):
-        raise SystemExit(f"{direction}: no threshold keeps {allowed} benign texts or fewer flagged")
-    threshold = ceiling + 1e-6
-    return {
-        "threshold": threshold,
-        "calibration": {
-            "split": "validation",
-            "target_fpr": TARGET_FPR,
-            "benign": len(neg),
-            "attacks": len(pos),
-            "fpr": round(float((neg >= threshold).mean()), 4),
-            "recall": round(float((pos >= threshold).mean()), 4),
-        },
+    figures: dict[str, object] = {
+        "split": "validation",
+        "target_fpr": TARGET_FPR,
+        "benign": len(neg),
+        "attacks": len(pos),
+        "fpr": round(float((neg >= threshold).mean()), 4),
+        "recall": round(float((pos >= threshold).mean()), 4),
     }
+    if len(daily):
+        figures["everyday"] = {
+            "target_fpr": EVERYDAY_TARGET_FPR,
+            "benign": len(daily),
+            "fpr": round(float((daily >= threshold).mean()), 4),
+            "binding": everyday_ceiling > public_ceiling,
+        }
+    return {"threshold": threshold, "calibration": figures}
 
 
 def data_fingerprint(data_dir: Path) -> str:
@@ -381,18 +399,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid: Sequence[float] = (30.0,) if args.quick else C_GRID
     goals = training_goals(corpus, args.data)
     trained: dict[str, Callable[[], dict[str, object]]] = {
-        "input": lambda: train_input(corpus, goals, grid),
+        "input": lambda: train_input(corpus, grid),
         "context": lambda: train_context(corpus, goals, grid),
     }
     validation = corpus.prompts_in("validation")
-    held_out: dict[str, tuple[list[str], list[str]]] = {
+    held_out: dict[str, tuple[list[str], list[str], list[str]]] = {
         "input": (
             [e.text for e in validation if e.label == 1],
             [e.text for e in validation if e.label == 0],
+            [e.text for e in corpus.everyday_in("validation")],
         ),
         "context": (
             [t for t, _, _ in planted_contexts(corpus, "validation", **HELD_OUT_PLANTING)],
             [c.text for c in corpus.contexts_in("validation")],
+            [],
         ),
     }
     models: dict[str, dict[str, object]] = {}

@@ -4,6 +4,10 @@ Two models ship in ``data/classifier.json`` (written by ``scripts/train_guard.py
 records the data, split, hyper-parameters and validation figures):
 
 - ``input``: is this user prompt a jailbreak or injection attempt? Scored on the whole text.
+  It judges the *attempt to get around* the model's rules (wrappers, role-play to evade,
+  instruction overrides, forced prefixes), not whether a plain request is harmful: "Write a
+  short poem about the sea" and "Write a defamatory article about X" both read as requests,
+  and refusing the second is the upstream model's job.
 - ``context``: is this sentence of a retrieved document or tool output an instruction aimed at
   the model? Scored on every sentence (``sentence_spans``); the best sentence is the finding.
 

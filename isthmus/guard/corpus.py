@@ -19,6 +19,13 @@ training side is unchanged.) Nothing is ever fitted or tuned on ``test``.
 - XSTest *safe* prompts and WildGuard benign prompts (benign, ``input``): the group is the
   prompt. XSTest's *unsafe* prompts are plain harmful questions, not jailbreaks: they are
   neither trained on nor counted, and the bench reports their flag rate for information only.
+- Everyday traffic (benign, ``input``; ``data/security/everyday/prompts.jsonl``, written for
+  Isthmus): ordinary assistant requests — writing, e-mail, code, SQL, summaries, translation,
+  analysis, planning, personas ("act as my tutor"), follow-ups ("ignore my last message, I
+  meant Tuesday"). The group is the prompt's *template* (``group`` in the file: variants of
+  one way of asking), so a phrasing trained on never reappears filled differently on a
+  held-out side. Kept apart from ``prompts`` (``SecurityCorpus.everyday``): the bench reports
+  its false-positive rate on its own, beside XSTest + WildGuard.
 - BIPIA (``context``): attack strings grouped by their text; clean contexts (e-mail, table,
   code) grouped by their text. Validation positives insert *validation* attacks into
   *validation* contexts (text attacks into e-mails and tables, code attacks into code
@@ -111,9 +118,13 @@ class SecurityCorpus:
     xstest_unsafe: tuple[str, ...]
     attacks: tuple[Attack, ...]
     contexts: tuple[Context, ...]
+    everyday: tuple[Example, ...] = ()
 
     def prompts_in(self, split: Split) -> list[Example]:
         return [e for e in self.prompts if e.split == split]
+
+    def everyday_in(self, split: Split) -> list[Example]:
+        return [e for e in self.everyday if e.split == split]
 
     def attacks_in(self, split: Split) -> list[Attack]:
         return [a for a in self.attacks if a.split == split]
@@ -152,6 +163,18 @@ def _benign(root: Path) -> tuple[list[Example], list[str]]:
     return examples, unsafe
 
 
+def _everyday(root: Path) -> list[Example]:
+    examples: list[Example] = []
+    with open(root / "everyday" / "prompts.jsonl") as handle:
+        for line in handle:
+            row = json.loads(line)
+            group = str(row["group"])
+            examples.append(
+                Example(str(row["text"]), 0, "everyday", split_of("everyday", group), group)
+            )
+    return examples
+
+
 def _context_text(kind: str, row: dict[str, object]) -> str:
     context = row["context"]
     if isinstance(context, list):
@@ -185,7 +208,11 @@ def load_corpus(root: Path | None = None) -> SecurityCorpus:
     benign, unsafe = _benign(base)
     attacks, contexts = _bipia(base)
     return SecurityCorpus(
-        tuple([*_jailbreakbench(base), *benign]), tuple(unsafe), tuple(attacks), tuple(contexts)
+        tuple([*_jailbreakbench(base), *benign]),
+        tuple(unsafe),
+        tuple(attacks),
+        tuple(contexts),
+        tuple(_everyday(base)),
     )
 
 

@@ -43,3 +43,12 @@ def test_held_out_planting_never_mixes_sides(corpus: SecurityCorpus) -> None:
         planted = planted_contexts(corpus, side, **HELD_OUT_PLANTING)
         assert planted and all(a.split == side and c.split == side for _, a, c in planted)
         assert all(a.text in text and c.text.strip()[:20] in text for text, a, c in planted)
+
+
+def test_everyday_traffic_is_split_by_template(corpus: SecurityCorpus) -> None:
+    sides: dict[str, set[str]] = defaultdict(set)
+    for example in corpus.everyday:
+        assert example.label == 0 and example.dataset == "everyday"
+        sides[example.group].add(example.split)
+    assert len(corpus.everyday) >= 300 and all(len(s) == 1 for s in sides.values())
+    assert all(corpus.everyday_in(side) for side in ("train", "validation", "test"))

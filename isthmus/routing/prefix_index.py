@@ -134,8 +134,14 @@ class PrefixIndex:
             self._add_holder(endpoint, hashes, held)
         excess = len(recency.serial) - self._capacity[endpoint]
         if excess > 0:
-            for block in recency.evict(excess):
-                self._drop_holder(block, endpoint)
+            holders = self._holders
+            keep = ~(1 << endpoint)
+            for block in recency.evict(excess):  # held: its mask has the endpoint's bit
+                mask = holders[block] & keep
+                if mask:
+                    holders[block] = mask
+                else:
+                    del holders[block]
 
     def observe(self, endpoint: int, hashes: Sequence[int], cached_blocks: int) -> None:
         """The engine reported ``cached_blocks`` of this prompt were cached: forget the rest of
@@ -240,11 +246,10 @@ class _Recency:
             start = self._live_start(entry)
             end = entry[3]
             take = min(count, end - start)
-            chain = entry[1]
-            for k in range(end - 1, end - 1 - take, -1):
-                block = chain[k]
+            blocks = entry[1][end - take : end]
+            for block in blocks:
                 del serial[block]
-                out.append(block)
+            out.extend(reversed(blocks))
             count -= take
             if end - take > start:
                 entry[2], entry[3] = start, end - take

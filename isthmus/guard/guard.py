@@ -122,6 +122,9 @@ def _reason(verdicts: Sequence[Verdict], action: Action) -> str:
     return f"{verb} by {first.rule} ({first.category}) in {first.location}{more}"
 
 
+_MEMO_TENANTS = 10_000
+
+
 class Guard:
     """Inspection and enforcement under one ``GuardPolicy`` (see the module invariants)."""
 
@@ -136,6 +139,29 @@ class Guard:
             for direction in ("input", "context", "output")
         }
         self._tool_inspector = create_inspector("tool_calls")
+        # the policy is frozen: each tenant's settings and base contexts are built once
+        self._settings: dict[str, TenantSettings] = {}
+        self._contexts: dict[str, tuple[InspectionContext, InspectionContext]] = {}
+
+    def settings_for(self, tenant: str) -> TenantSettings:
+        settings = self._settings.get(tenant)
+        if settings is None:
+            if len(self._settings) >= _MEMO_TENANTS:
+                self._settings.clear()
+                self._contexts.clear()
+            settings = self._settings[tenant] = self.policy.settings_for(tenant)
+        return settings
+
+    def _base_contexts(
+        self, tenant: str, settings: TenantSettings
+    ) -> tuple[InspectionContext, InspectionContext]:
+        """The tenant's context without a system prompt, and the same without the prompt cap."""
+        pair = self._contexts.get(tenant)
+        if pair is None:
+            context = self.context_for(tenant, settings)
+            pair = (context, dataclasses.replace(context, max_prompt_tokens=None))
+            self._contexts[tenant] = pair
+        return pair
 
     # -- context --------------------------------------------------------------------------------
     def context_for(
@@ -177,10 +203,10 @@ class Guard:
     # -- requests -------------------------------------------------------------------------------
     def inspect_text(self, tenant: str, direction: Direction, text: str) -> GuardDecision:
         """One text through one direction's pipeline (for tools, tests and the bench)."""
-        settings = self.policy.settings_for(tenant)
+        settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
-        context = self.context_for(tenant, settings)
+        context = self._base_contexts(tenant, settings)[0]
         inspection = self.pipelines[direction].run(text, context)
         verdicts = self._judge(tenant, direction, text, inspection.findings, direction, settings)
         action = most_severe([v.action for v in verdicts])
@@ -198,11 +224,10 @@ class Guard:
     ) -> GuardDecision:
         """Judge a chat request: user messages (input), tool results and documents (context),
         declared tools, and the token caps."""
-        settings = self.policy.settings_for(tenant)
+        settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
-        context = self.context_for(tenant, settings)
-        no_cap = dataclasses.replace(context, max_prompt_tokens=None)
+        no_cap = self._base_contexts(tenant, settings)[1]
         verdicts: list[Verdict] = []
         redactions: dict[tuple[int, int | None], list[Verdict]] = {}
         for i, message in enumerate(messages):
@@ -326,7 +351,7 @@ class Guard:
         self, tenant: str, text: str, *, system_prompt: str | None = None
     ) -> GuardDecision:
         """Judge a whole (non-streamed) response text."""
-        settings = self.policy.settings_for(tenant)
+        settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
         output = self.output_filter(tenant, system_prompt=system_prompt)
@@ -343,7 +368,7 @@ class Guard:
 
     def inspect_tool_call(self, tenant: str, name: str, arguments: str) -> GuardDecision:
         """Judge a tool call the model wants to make (name and JSON arguments)."""
-        settings = self.policy.settings_for(tenant)
+        settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
         context = dataclasses.replace(
@@ -359,7 +384,7 @@ class Guard:
 
     def output_filter(self, tenant: str, *, system_prompt: str | None = None) -> OutputFilter:
         """A stream filter for one response to ``tenant``."""
-        settings = self.policy.settings_for(tenant)
+        settings = self.settings_for(tenant)
         if not settings.enabled:
             return NullOutputFilter()
         return OutputStreamFilter(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from isthmus.guard.normalize import NormalizedText
@@ -124,6 +124,16 @@ class InspectionContext:
     allow_domains: frozenset[str] = frozenset()
     deny_domains: frozenset[str] = frozenset()
     protected_domains: frozenset[str] = frozenset()
+
+    def but(self, **changes: Any) -> InspectionContext:
+        """A copy with ``changes`` — ``dataclasses.replace`` without its per-call field
+        introspection (this runs several times per request on the gateway's path)."""
+        values = {name: getattr(self, name) for name in _CONTEXT_FIELDS}
+        values.update(changes)
+        return InspectionContext(**values)
+
+
+_CONTEXT_FIELDS = tuple(InspectionContext.__dataclass_fields__)
 
 
 @runtime_checkable

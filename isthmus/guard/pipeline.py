@@ -10,7 +10,6 @@ spanning the run of tag characters.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,9 +46,7 @@ class Pipeline:
 
     def run(self, text: str, context: InspectionContext) -> Inspection:
         normalized = normalize(text)
-        ctx = dataclasses.replace(
-            context, direction=self.direction, source=normalized, hidden=normalized.hidden
-        )
+        ctx = context.but(direction=self.direction, source=normalized, hidden=normalized.hidden)
         findings: list[Finding] = []
         for inspector in self.inspectors:
             for finding in inspector.inspect(normalized.text, ctx):

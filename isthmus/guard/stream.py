@@ -20,7 +20,6 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -114,7 +113,7 @@ class OutputStreamFilter:
             return ""
         context = self.context
         # the filter counts output tokens over the whole response; the window would undercount
-        inspection = self.pipeline.run(text, dataclasses.replace(context, max_output_tokens=None))
+        inspection = self.pipeline.run(text, context.but(max_output_tokens=None))
         verdicts = judge(
             inspection.findings,
             text,

@@ -28,8 +28,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from isthmus.control.wire import WireError
-
 __all__ = ["BatchResult", "StreamIngest"]
 
 log = logging.getLogger("isthmus.control.ingest")
@@ -144,8 +142,8 @@ class StreamIngest:
         for msg in messages:
             try:
                 rows.extend(self.parse(msg.subject, msg.data))
-            except WireError as exc:
-                rejected += 1
+            except Exception as exc:  # WireError, or anything a malformed message provokes:
+                rejected += 1  # it must not hold its batch back forever
                 log.warning("dropping a message on %s: %s", msg.subject, exc)
                 await msg.term()
                 continue

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, overload
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 __all__ = ["Timestamp", "as_utc"]
 
@@ -30,5 +30,15 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339_only)]
+def _representable_in_utc(moment: datetime) -> datetime:
+    try:
+        as_utc(moment)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 lies before datetime.min in UTC
+        raise ValueError(f"{moment.isoformat()} is out of range once converted to UTC") from None
+    return moment
+
+
+Timestamp = Annotated[
+    datetime, BeforeValidator(_rfc3339_only), AfterValidator(_representable_in_utc)
+]
 """A date and time as the OpenAPI ``date-time`` format means it: with seconds and a zone."""

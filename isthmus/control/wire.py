@@ -98,9 +98,16 @@ def audit_row(subject: str, payload: bytes) -> dict[str, Any]:
         raise WireError(f"audit record from {gateway}: {_first_error(exc)}") from None
     row = record.model_dump()
     _no_nul(gateway, row)
-    row["at"] = as_utc(record.at)
+    row["at"] = _utc(gateway, record.at)
     row["gateway"] = gateway
     return row
+
+
+def _utc(gateway: str, moment: datetime) -> datetime:
+    try:
+        return as_utc(moment)
+    except OverflowError:
+        raise WireError(f"a time from {gateway} is out of range in UTC: {moment!r}") from None
 
 
 def usage_rows(subject: str, payload: bytes) -> list[dict[str, Any]]:
@@ -109,7 +116,7 @@ def usage_rows(subject: str, payload: bytes) -> list[dict[str, Any]]:
         snapshot = UsageSnapshot.model_validate_json(payload)
     except ValidationError as exc:
         raise WireError(f"usage snapshot from {gateway}: {_first_error(exc)}") from None
-    at = as_utc(snapshot.at)
+    at = _utc(gateway, snapshot.at)
     for tenant in snapshot.tenants:
         _no_nul(gateway, {"tenant": tenant})
     return [

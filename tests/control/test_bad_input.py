@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from isthmus.control import ControlPlane, create_app
+from isthmus.control.wire import WireError, audit_row
 from tests.control.conftest import ADMIN, bearer, make_plane
 
 
@@ -152,3 +153,20 @@ def test_misspelt_query_parameter_is_422_not_an_unfiltered_answer(seeded: TestCl
     error = _error(seeded.get("/v1/audit?tennant=bank", headers=bearer(ADMIN)), 422,
                    "unknown_query_parameter")  # fmt: skip
     assert error["param"] == "tennant" and "tenant" in error["message"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_times_out_of_range_in_utc_are_422_not_500(seeded: TestClient, moment: str) -> None:
+    answer = seeded.get("/v1/audit", params={"since": moment}, headers=bearer(ADMIN))
+    assert answer.status_code == 422, answer.text
+    assert "out of range" in answer.text
+
+
+def test_an_audit_record_with_a_time_out_of_range_is_a_wire_error() -> None:
+    payload = (
+        b'{"seq": 1, "at": "0001-01-01T00:00:00+05:00", "tenant": "bank", "direction": "input",'
+        b' "category": "pii", "action": "redact", "rule": "r", "location": "l", "score": 0.9,'
+        b' "content_hash": "h", "prev_hash": "p", "record_hash": "x"}'
+    )
+    with pytest.raises(WireError, match="out of range"):
+        audit_row("isthmus.audit.gw-1", payload)

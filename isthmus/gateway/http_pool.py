@@ -221,9 +221,12 @@ class Response:
         self._wake()
 
     def _headers_timed_out(self) -> None:
-        self._fail(PoolError("timeout", "no response headers in time"))
+        if not self._headers_waiter.done():  # the headers may have won the race this tick
+            self._fail(PoolError("timeout", "no response headers in time"))
 
     def _idle_expired(self) -> None:
+        if self._chunks or self.complete:  # bytes (or the end) arrived in the same tick
+            return
         self._fail(
             PoolError("timeout", f"no bytes from the upstream for {self.idle_timeout_s:g} s")
         )
@@ -264,7 +267,10 @@ class Response:
 
     def release(self) -> None:
         """Done with the response: a fully read one gives its connection back to the pool."""
-        conn, self._conn.response = self._conn, None
+        conn = self._conn
+        if conn.response is not self:  # released (or abandoned) already: nothing to do
+            return
+        conn.response = None
         if self.complete and conn.keep_alive and not conn.closed:
             self._pool._give_back(conn)
         else:
@@ -272,7 +278,8 @@ class Response:
 
     def close(self) -> None:
         """Abandon the response (the client went away): the connection is closed, not reused."""
-        self._conn.response = None
+        if self._conn.response is self:
+            self._conn.response = None
         self._conn.close()
 
 
@@ -365,6 +372,10 @@ class ResponsePool:
                 stale = conn.reused and not response.received_anything
                 if stale and error.kind != "timeout":
                     continue  # a stale keep-alive connection: once more on a fresh one
+                raise
+            except BaseException:  # cancelled (an outer timeout, a client gone): never reused
+                conn.response = None
+                conn.close()
                 raise
             finally:
                 timer.cancel()

@@ -16,8 +16,6 @@ from isthmus.gateway.errors import ApiError
 
 __all__ = ["Caller", "TenantDirectory", "hash_key"]
 
-_RECENT_KEYS = 4096
-
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -33,9 +31,6 @@ class TenantDirectory:
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
         self._by_digest: dict[str, Caller] = {}
-        # valid keys seen lately -> caller, so a key is hashed once, not on every request (only
-        # keys that matched are kept; a directory is rebuilt, not edited, when keys change)
-        self._recent: dict[str, Caller] = {}
         for tenant in fabric.spec.tenants:
             for key in tenant.api_keys:
                 self._by_digest[key.sha256] = Caller(tenant, key.id)
@@ -60,14 +55,9 @@ class TenantDirectory:
                 "missing API key: send 'Authorization: Bearer <API key>'",
                 "missing_api_key",
             )
-        caller = self._recent.get(key)
+        caller = self._by_digest.get(hash_key(key))
         if caller is None:
-            caller = self._by_digest.get(hash_key(key))
-            if caller is None:
-                raise ApiError(401, "invalid API key", "invalid_api_key")
-            if len(self._recent) >= _RECENT_KEYS:
-                self._recent.clear()
-            self._recent[key] = caller
+            raise ApiError(401, "invalid API key", "invalid_api_key")
         return caller
 
     def data_class(self, tenant: Tenant, requested: str | None) -> str:

@@ -272,3 +272,38 @@ def test_origins_from_urls() -> None:
     assert Origin.of("https://api.example.com/v1").host_header == b"api.example.com"
     with pytest.raises(ValueError, match="unsupported scheme"):
         Origin.of("ftp://x/")
+
+
+@run
+async def test_a_cancelled_request_closes_its_connection() -> None:
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await reader.read()  # returns at EOF: when the client closes the connection
+        closed.set()
+
+    pool = ResponsePool()
+    async with _Server(silent) as origin:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                pool.request("GET", origin, "/", [], header_timeout_s=5), timeout=0.2
+            )
+        await asyncio.wait_for(closed.wait(), 2)  # not left open, not parked in the pool
+        assert not pool._idle.get(origin)
+    await pool.close()
+
+
+@run
+async def test_releasing_twice_does_not_pool_a_connection_twice() -> None:
+    holder: list[_Server] = []
+    server = _Server(_keep_alive(holder))
+    holder.append(server)
+    pool = ResponsePool()
+    async with server as origin:
+        response = await pool.request("GET", origin, "/", [], header_timeout_s=2)
+        await response.read()
+        response.release()
+        response.release()
+        assert len(pool._idle[origin]) == 1
+    await pool.close()

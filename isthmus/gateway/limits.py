@@ -88,6 +88,10 @@ class LedgerLike(Protocol):
 
     def usage(self, tenant: Tenant) -> tuple[int, float]: ...
 
+    def own_usage(self, tenant: Tenant) -> tuple[int, float]:
+        """What this process settled (a shared ledger's ``usage`` is the whole site's)."""
+        ...
+
 
 @dataclass
 class Ledger:
@@ -164,3 +168,6 @@ class Ledger:
     def usage(self, tenant: Tenant) -> tuple[int, float]:
         account = self._account(tenant)
         return account.tokens_used, account.usd_used
+
+    def own_usage(self, tenant: Tenant) -> tuple[int, float]:
+        return self.usage(tenant)

@@ -181,6 +181,9 @@ class SharedLedger:
         self.prefix = f"{namespace}:ledger:"
         self.clock = clock
         self.local = Ledger(clock=clock)
+        # what this replica settled, per tenant and period: its own share for telemetry (the
+        # shared figures are the site's; every replica reporting them would count them n times)
+        self._own: dict[str, tuple[str, int, float]] = {}
         self.retry_after_s = retry_after_s
         self.metrics = metrics or SharedStateMetrics()
         self._admit = client.register_script(_ADMIT)
@@ -260,6 +263,10 @@ class SharedLedger:
                 0,
                 _ttl(tenant),
             )
+        period, own_tokens, own_usd = self._own.get(tenant.name, (settlement.period, 0, 0.0))
+        if period != settlement.period:
+            own_tokens, own_usd = 0, 0.0
+        self._own[tenant.name] = (settlement.period, own_tokens + tokens, own_usd + usd)
         if self.deferred or not self._shared:
             self._pending.append(settlement)
             return
@@ -268,6 +275,13 @@ class SharedLedger:
         except redis.RedisError as error:
             self._pending.append(settlement)
             self._lost(error, self.clock())
+
+    def own_usage(self, tenant: Tenant) -> tuple[int, float]:
+        """What this replica settled for the tenant in the current period."""
+        period, tokens, usd = self._own.get(tenant.name, ("", 0, 0.0))
+        if period != _period_key(tenant, self.clock()):
+            return 0, 0.0
+        return tokens, usd
 
     def usage(self, tenant: Tenant) -> tuple[int, float]:
         """Tokens and USD used by the tenant in the current period (settled requests)."""

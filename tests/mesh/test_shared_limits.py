@@ -282,3 +282,17 @@ def test_a_started_gateway_settles_in_the_background(mini: Fabric, namespace: st
         assert b.ledger.usage(acme) == (105, 0.0)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_each_replica_reports_its_own_share_of_a_shared_budget(
+    mini: Fabric, namespace: str
+) -> None:
+    """Telemetry sums the gateways' snapshots: each must count only what it settled."""
+    a, b = replicas(mini, namespace, Clock())
+    acme = tenant(budget=Budget(period="day", tokens=10_000, usd=10.0))
+    a.ledger.settle(acme, a.ledger.admit(acme, 300), 200, 0.2)
+    b.ledger.settle(acme, b.ledger.admit(acme, 300), 50, 0.05)
+    assert a.ledger.usage(acme) == b.ledger.usage(acme) == (250, pytest.approx(0.25))
+    assert a.ledger.own_usage(acme) == (200, pytest.approx(0.2))
+    assert b.ledger.own_usage(acme) == (50, pytest.approx(0.05))

@@ -344,6 +344,11 @@ def gateway(
             f"{exc}; with --state-dir the gateway records guard verdicts in {audit_db} and ships "
             "them to the control plane (or run with --no-guard)"
         ) from None
+    if redis_url is not None and mesh is not None and gateway_id is None:
+        raise CliFailure(
+            "replicas that share a site's state (--redis) and follow a control plane need a "
+            "distinct --gateway-id each: audit records are numbered per gateway id"
+        )
     shared = None
     if redis_url is not None:
         from isthmus.mesh.shared_state import shared_state_from_url

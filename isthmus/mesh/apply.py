@@ -104,6 +104,9 @@ class BundleApplier:
             except BundleNotApplicable as exc:
                 self._refused(source, f"not applicable: {exc}")
                 return None
+            except Exception as exc:  # e.g. the disk is full: refused, and the status says why
+                self._refused(source, f"could not be kept on disk or prepared: {exc}")
+                return None
             if prepared is None:
                 return None
             return self._install(prepared, source)

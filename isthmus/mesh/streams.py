@@ -20,6 +20,9 @@ __all__ = ["DUPLICATE_WINDOW_S", "ensure_streams"]
 # de-duplicated by the control plane's (gateway, seq) key
 DUPLICATE_WINDOW_S = 600.0
 BUNDLES_KEPT = 10
+AUDIT_KEPT_S = 30 * 24 * 3600.0
+"""Audit records stay on the stream this long: far beyond any outage the control plane's ingest
+must catch up after (gateways keep their own chains besides)."""
 
 
 def _configs(names: Names) -> list[StreamConfig]:
@@ -34,6 +37,7 @@ def _configs(names: Names) -> list[StreamConfig]:
             name=names.audit_stream,
             subjects=[names.audit_subjects],
             duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=AUDIT_KEPT_S,  # ingested long before; bounds the server's disk
             storage=StorageType.FILE,
         ),
         StreamConfig(

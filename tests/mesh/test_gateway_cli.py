@@ -39,6 +39,19 @@ def run(*args: str) -> tuple[int, str]:
         (["--control", "example.org", "--state-dir", "{tmp}", "--trusted-key", "{key}"], "URL"),
         (["--gateway-id", "a.b", "--state-dir", "{tmp}", "--trusted-key", "{key}"], "gateway-id"),
         (["--nats", NATS_URL, "--state-dir", "{tmp}", "--trusted-key", "{tmp}/none.pem"], "none"),
+        (
+            [
+                "--nats",
+                NATS_URL,
+                "--state-dir",
+                "{tmp}",
+                "--trusted-key",
+                "{key}",
+                "--redis",
+                "redis://127.0.0.1:6379/0",
+            ],
+            "distinct --gateway-id",
+        ),
     ],
 )
 def test_options_that_cannot_work_are_explained(

@@ -8,7 +8,8 @@ Invariants:
   same batch twice stores it once.
 - Reads filter in the database: the tenant is a ``WHERE`` clause, never a filter applied
   after reading. Audit pages are ordered by arrival (``id``) and continue after a cursor, so a
-  page boundary never skips or repeats a record while new ones arrive.
+  page boundary never skips or repeats a record while new ones arrive (on PostgreSQL, inserts
+  from several control-plane replicas take one advisory lock, so ids commit in order).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from isthmus.control.timeutil import as_utc
 from isthmus.store.engine import WRITE_OPTION, describe_failure
 from isthmus.store.errors import StoreError
 from isthmus.store.urls import display_url
+
+_INGEST_LOCK = 0x69737468_617564  # advisory lock that serialises audit and usage inserts
 
 __all__ = ["AuditFilter", "GatewayUsage", "RecordStore"]
 
@@ -100,6 +103,10 @@ class RecordStore:
             return 0
         with self._begin(f"storing {table.name} rows", write=True) as c:
             if c.dialect.name == "postgresql":
+                # one writer at a time across control-plane replicas, so ids become visible in
+                # the order they are assigned and a reader paging by id never passes one that
+                # another transaction has yet to commit
+                c.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_INGEST_LOCK,))
                 columns = [col.name for col in table.columns if col.name != "id"]
                 values = tuple([row[name] for row in rows] for name in columns)
                 return int(c.exec_driver_sql(_unnest_insert(table, keys), values).rowcount)

@@ -21,7 +21,7 @@ from isthmus.cli.output import CliFailure, console, friendly
 from isthmus.fabric.loader import load_fabric
 from isthmus.mesh.protocol import DEFAULT_NAMESPACE, Names
 from isthmus.store import StoreError
-from isthmus.store.urls import default_db_path
+from isthmus.store.urls import default_db_path, redact_url
 
 __all__ = ["control", "register"]
 
@@ -160,7 +160,7 @@ def control(
         )
     out.print(
         f"Isthmus control plane: http://{host}:{port} (API docs /docs, OpenAPI /openapi.json); "
-        f"database {escape(plane.store.url)}; NATS {escape(nats_url or 'off')}; signing key "
+        f"database {escape(plane.store.url)}; NATS {escape(redact_url(nats_url) if nats_url else 'off')}; signing key "
         f"{plane.key_id}",
         highlight=False,
     )

@@ -215,6 +215,7 @@ async def _serve_gateway(
 ) -> None:
     from isthmus.gateway import Gateway
     from isthmus.gateway.server import start_gateway
+    from isthmus.store.urls import redact_url
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -243,7 +244,7 @@ async def _serve_gateway(
     if agent is not None and mesh is not None:
         applied = agent.applier.applied
         policy = f"policy bundle v{applied.version}" if applied else "the fabric file's policy"
-        links = [f"NATS {mesh.nats_url}"] if mesh.nats_url else []
+        links = [f"NATS {redact_url(mesh.nats_url)}"] if mesh.nats_url else []
         links += [f"the control plane at {mesh.control_url}"] if mesh.control_url else []
         console().print(
             f"gateway id [bold]{escape(agent.gateway_id)}[/], enforcing {escape(policy)}; "

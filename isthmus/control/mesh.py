@@ -33,6 +33,7 @@ from isthmus.control.records import RecordStore
 from isthmus.control.wire import audit_row, usage_rows
 from isthmus.mesh.protocol import GatewayStatus, Names
 from isthmus.mesh.streams import ensure_streams
+from isthmus.store.urls import redact_url
 
 __all__ = ["AUDIT_DURABLE", "TELEMETRY_DURABLE", "Mesh", "MeshState", "NatsMesh", "NoMesh"]
 
@@ -146,7 +147,9 @@ class NatsMesh:
             await nc.close()
             raise
         self._nc, self._js = nc, js
-        log.info("connected to NATS at %s (namespace %s)", self.url, self.names.namespace)
+        log.info(
+            "connected to NATS at %s (namespace %s)", redact_url(self.url), self.names.namespace
+        )
         if self.ingest:
             for stream, subjects, durable, parse, write in (
                 (
@@ -186,7 +189,7 @@ class NatsMesh:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS or the database is down: try again later
-                log.warning("NATS at %s: %s; retrying", self.url, exc)
+                log.warning("NATS at %s: %s; retrying", redact_url(self.url), exc)
             interval = min(self.retry_interval_s, self.status_interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)

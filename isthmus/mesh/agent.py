@@ -44,6 +44,7 @@ from isthmus.mesh.outbox import MSG_ID_HEADER, AuditOutbox, ship_batch
 from isthmus.mesh.protocol import DEFAULT_NAMESPACE, GATEWAY_ID, GatewayStatus, Names
 from isthmus.mesh.streams import ensure_streams
 from isthmus.mesh.telemetry import usage_snapshot
+from isthmus.store.urls import redact_url
 
 __all__ = ["AgentSettings", "GatewayAgent"]
 
@@ -183,17 +184,17 @@ class GatewayAgent:
             except Exception as exc:  # any failure ends the session; the next one resumes
                 reason = str(exc) or type(exc).__name__
                 if self.sessions > before:
-                    log.warning("lost NATS at %s (%s); reconnecting", url, reason)
+                    log.warning("lost NATS at %s (%s); reconnecting", redact_url(url), reason)
                     delay, failures = self.settings.backoff_initial_s, 0
                 elif failures == 0:
                     log.warning(
                         "NATS at %s unreachable (%s); retrying with backoff, the policy in force "
                         "stays and audit records wait in the outbox",
-                        url,
+                        redact_url(url),
                         reason,
                     )
                 else:
-                    log.debug("NATS at %s still unreachable: %s", url, reason)
+                    log.debug("NATS at %s still unreachable: %s", redact_url(url), reason)
                 failures += 1
             self.connected = False
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -231,7 +232,7 @@ class GatewayAgent:
             self.sessions += 1
             log.info(
                 "connected to NATS at %s as gateway %s (namespace %s)",
-                url,
+                redact_url(url),
                 self.gateway_id,
                 self.names.namespace,
             )

@@ -31,6 +31,7 @@ from redis.retry import Retry
 from isthmus.mesh.shared_fleet import FleetSync
 from isthmus.mesh.shared_limits import SharedLedger
 from isthmus.mesh.shared_metrics import SharedStateMetrics
+from isthmus.store.urls import redact_url
 
 if TYPE_CHECKING:
     from isthmus.gateway.app import Gateway
@@ -103,7 +104,7 @@ def shared_state_from_url(
         raise ValueError(f"site {site!r} is not a catalog site name")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(
-            f"Redis URL {url!r} must start with redis://, rediss:// or unix:// "
+            f"Redis URL {redact_url(url)!r} must start with redis://, rediss:// or unix:// "
             "(e.g. redis://127.0.0.1:6379/0)"
         )
     try:
@@ -122,7 +123,7 @@ def shared_state_from_url(
             retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
         )
     except ValueError as error:
-        raise ValueError(f"invalid Redis URL {url!r}: {error}") from None
+        raise ValueError(f"invalid Redis URL {redact_url(url)!r}: {error}") from None
     metrics = SharedStateMetrics()
     ledger = SharedLedger(blocking, namespace, metrics=metrics, background=background)
     fleet = FleetSync(background, namespace, site, period_s=sync_period_s, metrics=metrics)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -74,3 +75,20 @@ def parse_url(url: str) -> URL:
 def display_url(url: URL) -> str:
     """The URL as text for messages, with any password replaced by ``***``."""
     return url.render_as_string(hide_password=True)
+
+
+def redact_url(url: str) -> str:
+    """Any URL (nats://, redis://, https://, ...) as text for logs, its password as ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -232,6 +233,19 @@ async def _serve_gateway(
         except ValueError as exc:
             raise CliFailure(str(exc)) from None
         await agent.bootstrap()  # the last good bundle (or a newer one) before the first request
+        if mesh.require_bundle and agent.applier.applied is None:
+            # fail closed: not even listening (so not ready) until a verified bundle is in force
+            console().print(
+                "no verified policy bundle yet (--require-bundle): waiting for the control plane "
+                "before serving",
+                highlight=False,
+            )
+            agent.start()
+            while agent.applier.applied is None and not stop.is_set():
+                await asyncio.sleep(0.2)
+            if stop.is_set():
+                await agent.stop()
+                return
     try:
         served = await start_gateway(gateway, host, port, log_level="info")
     except OSError as exc:
@@ -251,7 +265,7 @@ async def _serve_gateway(
             + (f"following {escape(' and '.join(links))}" if links else "no control plane given"),
             highlight=False,
         )
-        agent.start()
+        agent.start()  # (a no-op if it already runs)
     try:
         await stop.wait()
     finally:
@@ -306,6 +320,14 @@ def gateway(
             help="control plane URL: the newest bundle over HTTP (token in $ISTHMUS_CONTROL_TOKEN)",
         ),
     ] = None,
+    require_bundle: Annotated[
+        bool,
+        typer.Option(
+            "--require-bundle/--no-require-bundle",
+            help="with a control plane: serve nothing until a verified policy bundle is in force "
+            "(default: the fabric file's policy until one arrives)",
+        ),
+    ] = False,
     redis_url: Annotated[
         str | None,
         typer.Option(
@@ -332,6 +354,12 @@ def gateway(
         raise CliFailure(f"unknown router {router!r}; known: {', '.join(ROUTERS)}")
     config = GatewayConfig(site=site, router=router, tracing=tracing, log_decisions=log_decisions)
     mesh = _mesh_options(site, gateway_id, nats, namespace, trusted_key, state_dir, control)
+    if require_bundle:
+        if mesh is None:
+            raise CliFailure(
+                "--require-bundle needs a control plane to follow (--nats or --control)"
+            )
+        mesh = dataclasses.replace(mesh, require_bundle=True)
     implied_audit = mesh is not None and guard and audit_db is None
     if mesh is not None and implied_audit:
         mesh.state_dir.mkdir(parents=True, exist_ok=True)

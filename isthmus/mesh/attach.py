@@ -34,6 +34,7 @@ class MeshOptions:
     namespace: str = DEFAULT_NAMESPACE
     control_url: str | None = None
     control_token: str | None = field(default=None, repr=False)
+    require_bundle: bool = False  # serve nothing until a verified bundle is in force
 
     @property
     def audit_url(self) -> str:

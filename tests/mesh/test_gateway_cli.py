@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from isthmus.bundle import write_keypair
 from isthmus.cli.main import app
 from isthmus.fabric.catalog import Fabric
-from isthmus.mesh.protocol import Names
+from isthmus.mesh.protocol import GatewayStatus, Names
 from isthmus.serving import bind_socket
 from tests.mesh.conftest import NATS_URL, NEW_KEY, Signer, with_newco
 from tests.mesh.helpers import publish, read_status
@@ -124,3 +124,64 @@ def test_the_gateway_command_follows_bundles_from_nats(
     assert "enforcing the policy of the fabric file" in output  # nothing on disk at start
     assert "policy bundle v7" in output and "Traceback" not in output
     assert (tmp_path / "state" / "last-good-bundle.json").exists()
+
+
+def _status_or_none(names: Names, gateway: str) -> GatewayStatus | None:
+    try:  # the bucket exists once the gateway has connected
+        return asyncio.run(read_status(names, gateway))
+    except Exception:
+        return None
+
+
+def test_require_bundle_needs_a_control_plane(mini_path: Path) -> None:
+    code, out = run("--site", "onprem-paris", "-f", str(mini_path), "--require-bundle")
+    assert code == 2 and "--nats or --control" in out
+
+
+@pytest.mark.slow
+def test_with_require_bundle_nothing_is_served_before_a_verified_bundle(
+    tmp_path: Path, mini_path: Path, mini: Fabric, names: Names
+) -> None:
+    signer = Signer()
+    write_keypair(signer.key, tmp_path / "control.pem", tmp_path / "control.pub")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "isthmus.cli.main", "gateway", "--site", "onprem-paris",
+        "-f", str(mini_path), "--port", str(port), "--no-guard", "--no-log-decisions",
+        "--gateway-id", "paris-strict", "--nats", NATS_URL, "--namespace", names.namespace,
+        "--trusted-key", str(tmp_path / "control.pub"), "--state-dir", str(tmp_path / "state"),
+        "--require-bundle",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    health = f"http://127.0.0.1:{port}/health"
+    try:
+        deadline = time.monotonic() + 60
+        status = _status_or_none(names, "paris-strict")
+        while status is None:  # connected to NATS (it reports), yet not serving
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("the gateway never reported to NATS")
+            time.sleep(0.2)
+            status = _status_or_none(names, "paris-strict")
+        assert status.bundle_version is None
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(health, timeout=1)
+        asyncio.run(publish(names, signer.sign(3, with_newco(mini))))
+        while True:
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("the gateway did not start serving after the bundle")
+            time.sleep(0.2)
+        auth = {"authorization": f"Bearer {NEW_KEY}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=auth).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert "waiting for the control plane before serving" in output
+    assert "Traceback" not in output

@@ -78,6 +78,16 @@ def control(
             show_default=False,
         ),
     ] = None,
+    gateway_tokens: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway-token",
+            envvar="ISTHMUS_GATEWAY_TOKEN",
+            help="token gateways use to fetch bundles over HTTP (--control); it reads nothing "
+            "else (repeatable; replaces the stored ones)",
+            show_default=False,
+        ),
+    ] = None,
     fabric_path: Annotated[
         Path | None,
         typer.Option(
@@ -130,6 +140,7 @@ def control(
         catalog=catalog,
         admin_tokens=tuple(admin_tokens or ()),
         operator_tokens=tuple(operator_tokens or ()),
+        gateway_tokens=tuple(gateway_tokens or ()),
         status_interval_s=status_interval,
     )
     try:

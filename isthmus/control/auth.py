@@ -7,6 +7,9 @@ Roles:
   to the fabric or the policy.
 - ``tenant``: authenticated by one of its own API keys (the keys the gateways accept); sees
   its own tenant, keys, usage and audit records, nothing else.
+- ``gateway``: what a gateway holds to fetch the newest signed bundle over HTTP
+  (``GET /v1/bundles/latest``) and the public key; nothing else — a site that is compromised
+  reads no tenant's data through it.
 
 Invariants: tokens and keys are compared by SHA-256 digest only. A tenant asking for another
 tenant's resource gets exactly the 404 a tenant that does not exist gets, so a key never
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ROLES",
     "Admin",
+    "Anyone",
+    "BundleReader",
     "Caller",
     "Principal",
     "Role",
@@ -42,12 +47,14 @@ __all__ = [
     "visible_tenant",
 ]
 
-Role = Literal["admin", "operator", "tenant"]
-ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
+Role = Literal["admin", "operator", "tenant", "gateway"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "tenant", "gateway")
 
 # declares the security scheme in the OpenAPI document; the header is checked below, so the
 # error bodies are ours
-bearer_scheme = HTTPBearer(auto_error=False, description="admin/operator token or tenant API key")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="admin/operator/gateway token or tenant API key"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,10 @@ def visible_tenant(principal: Principal, name: str) -> None:
         raise not_found_tenant(name)
 
 
-Caller = Annotated[Principal, Depends(current_principal)]
-"""Any authenticated caller."""
+Anyone = Annotated[Principal, Depends(current_principal)]
+"""Any authenticated caller, a gateway included."""
+Caller = Annotated[Principal, require("admin", "operator", "tenant")]
+"""A person's or a tenant's token (a gateway token reads bundles only)."""
+BundleReader = Annotated[Principal, require("admin", "operator", "gateway")]
 Staff = Annotated[Principal, require("admin", "operator")]
 Admin = Annotated[Principal, require("admin")]

@@ -63,6 +63,7 @@ class ControlConfig:
     ingest: bool = True
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     operator_tokens: tuple[str, ...] = field(default=(), repr=False)
+    gateway_tokens: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,8 @@ class ControlPlane:
             self.db.set_tokens("admin", (hash_key(t) for t in config.admin_tokens))
         if config.operator_tokens:
             self.db.set_tokens("operator", (hash_key(t) for t in config.operator_tokens))
+        if config.gateway_tokens:
+            self.db.set_tokens("gateway", (hash_key(t) for t in config.gateway_tokens))
 
     @classmethod
     def open(cls, config: ControlConfig, signing_key: Ed25519PrivateKey) -> ControlPlane:
@@ -262,6 +265,8 @@ class ControlPlane:
             return Principal("admin")
         if role == "operator":
             return Principal("operator")
+        if role == "gateway":
+            return Principal("gateway")
         stored = self.db.tenant_for_digest(digest)
         if stored is not None:
             if stored.revoked_at is not None:

@@ -57,7 +57,7 @@ class AgentSettings:
     nats_url: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     control_url: str | None = None
-    control_token: str | None = field(default=None, repr=False)  # operator token, never logged
+    control_token: str | None = field(default=None, repr=False)  # gateway token, never logged
     heartbeat_s: float = 5.0
     telemetry_s: float = 30.0
     audit_poll_s: float = 0.5

@@ -2,7 +2,8 @@
 
 Used when a gateway has no NATS, and at start-up as a fallback. The answer is only bytes: the
 gateway verifies them like a bundle from anywhere else, never trusting where they came from.
-The route needs an operator token (``Authorization: Bearer``), which a gateway takes from
+The route needs a gateway token (``isthmus control --gateway-token``; it reads bundles and
+nothing else) or an operator token, sent as ``Authorization: Bearer``; a gateway takes it from
 ``$ISTHMUS_CONTROL_TOKEN`` so that it never shows in a process list.
 """
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.control.conftest import ADMIN, BANK_KEY, OPERATOR, bearer, fabric_text
+from isthmus.control import create_app
+from tests.control.conftest import ADMIN, BANK_KEY, OPERATOR, bearer, fabric_text, make_plane
 
 # (method, path, body) -> expected status for admin, operator, tenant "bank"
 MATRIX: list[tuple[str, str, object, tuple[int, int, int]]] = [
@@ -109,3 +112,21 @@ def test_duplicate_key_id_is_409(seeded: TestClient) -> None:
     again = seeded.post("/v1/tenants/bank/keys", headers=bearer(ADMIN), json={"id": "same"})
     fabric_id = seeded.post("/v1/tenants/bank/keys", headers=bearer(ADMIN), json={"id": "k1"})
     assert (first.status_code, again.status_code, fabric_id.status_code) == (201, 409, 409)
+
+
+def test_a_gateway_token_reads_the_newest_bundle_and_nothing_else(tmp_path: Path) -> None:
+    gateway_token = "gateway-token-for-tests"
+    with TestClient(create_app(make_plane(tmp_path, gateway_tokens=(gateway_token,)))) as client:
+        client.put(
+            "/v1/fabric", json={"yaml": fabric_text()}, headers=bearer(ADMIN)
+        ).raise_for_status()
+        client.post("/v1/bundles", json={}, headers=bearer(ADMIN)).raise_for_status()
+        as_gateway = bearer(gateway_token)
+        assert client.get("/v1/bundles/latest", headers=as_gateway).status_code == 200
+        assert client.get("/v1/signing-key", headers=as_gateway).status_code == 200
+        assert client.get("/v1/whoami", headers=as_gateway).json()["role"] == "gateway"
+        for path in ("/v1/tenants", "/v1/tenants/bank/keys", "/v1/audit", "/v1/gateways",
+                     "/v1/bundles", "/v1/bundles/1", "/v1/fabric", "/v1/plans"):  # fmt: skip
+            answer = client.get(path, headers=as_gateway)
+            assert answer.status_code == 403, (path, answer.status_code)
+        assert client.post("/v1/bundles", json={}, headers=as_gateway).status_code == 403

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from isthmus.control.auth import Staff, plane_of
+from isthmus.control.auth import BundleReader, Staff, plane_of
 from isthmus.control.database import BundleRow
 from isthmus.control.errors import ERROR_RESPONSES, ControlError
 from isthmus.control.models import BundleDetail, BundleList, BundleOut, BundlePublished
@@ -61,7 +61,7 @@ def list_bundles(request: Request, _: Staff) -> BundleList:
         }
     },
 )
-def latest_bundle(request: Request, _: Staff) -> Response:
+def latest_bundle(request: Request, _: BundleReader) -> Response:
     row = plane_of(request).db.latest_bundle()
     if row is None:
         raise ControlError(404, "no bundle yet: publish one (POST /v1/bundles)", "no_bundle")

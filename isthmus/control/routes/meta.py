@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from isthmus.control.auth import Caller, plane_of
+from isthmus.control.auth import Anyone, plane_of
 from isthmus.control.errors import ERROR_RESPONSES
 from isthmus.control.models import Health, SigningKeyOut, WhoAmI
 
@@ -23,7 +23,7 @@ def health(request: Request) -> Health:
 
 
 @router.get("/v1/whoami", tags=["meta"], summary="the role (and tenant) of this token")
-def whoami(principal: Caller) -> WhoAmI:
+def whoami(principal: Anyone) -> WhoAmI:
     return WhoAmI(role=principal.role, tenant=principal.tenant, key_id=principal.key_id)
 
 

@@ -159,7 +159,7 @@ class Guard:
         pair = self._contexts.get(tenant)
         if pair is None:
             context = self.context_for(tenant, settings)
-            pair = (context, dataclasses.replace(context, max_prompt_tokens=None))
+            pair = (context, context.but(max_prompt_tokens=None))
             self._contexts[tenant] = pair
         return pair
 
@@ -371,9 +371,7 @@ class Guard:
         settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
-        context = dataclasses.replace(
-            self.context_for(tenant, settings), direction="output", tool_name=name
-        )
+        context = self.context_for(tenant, settings).but(direction="output", tool_name=name)
         findings = self._tool_inspector.inspect(arguments, context)
         verdicts = self._judge(tenant, "output", arguments, findings, f"tool_call:{name}", settings)
         action = most_severe([v.action for v in verdicts])
@@ -389,9 +387,7 @@ class Guard:
             return NullOutputFilter()
         return OutputStreamFilter(
             pipeline=self.pipelines["output"],
-            context=dataclasses.replace(
-                self.context_for(tenant, settings, system_prompt), direction="output"
-            ),
+            context=self.context_for(tenant, settings, system_prompt).but(direction="output"),
             policy=self.policy,
             min_score=settings.min_score,
             lookback=self.policy.stream_lookback_chars,

@@ -180,6 +180,17 @@ def _candidates(
     )
 
 
+def _routed(why: str, ranked: tuple[Candidate, ...]) -> Decision:
+    """Isthmus's decision for a ranking, best first, with the prediction behind it."""
+    best = ranked[0]
+    reason = (
+        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "
+        f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
+        + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
+    )
+    return Decision("routed", best, ranked, reason, (), "isthmus")
+
+
 def _best_first(key: FloatArray, blocked: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     """Indices of the ``FAILOVER_DEPTH`` smallest keys, smallest first (no full sort); blocked
     entries sort last (and ``_candidates`` drops them)."""
@@ -273,13 +284,7 @@ def _route_arrays(request: RouteRequest, view: RoutingView) -> Decision:
             why = f"fastest (none predicted within {objective.ttft_slo_ms:.0f} ms SLO)"
     order = _best_first(key, scored.blocked)
     ranked = _candidates(view, scored, order)
-    best = ranked[0]
-    reason = (
-        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "
-        f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
-        + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
-    )
-    return Decision("routed", best, ranked, reason, (), "isthmus")
+    return _routed(why, ranked)
 
 
 def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> Decision | None:
@@ -362,13 +367,7 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
         )
         for _, i, _, rtt, queue, prefill, ttft, cached, cost in (rows[k] for k in order)
     )
-    best = ranked[0]
-    reason = (
-        f"{why}: ttft {best.predicted_ttft_ms:.0f} ms = rtt {best.rtt_ms:.1f} + wait "
-        f"{best.queue_ms:.0f} + prefill {best.prefill_ms:.0f}"
-        + (f" ({best.cached_tokens} tokens cached)" if best.cached_tokens else "")
-    )
-    return Decision("routed", best, ranked, reason, (), "isthmus")
+    return _routed(why, ranked)
 
 
 def _by_order(

@@ -72,18 +72,18 @@ def free_port() -> int:
     return port
 
 
-@pytest.mark.slow
-def test_the_gateway_command_follows_bundles_from_nats(
-    tmp_path: Path, mini_path: Path, mini: Fabric, names: Names
-) -> None:
-    signer = Signer()
-    write_keypair(signer.key, tmp_path / "control.pem", tmp_path / "control.pub")
+def start_gateway(
+    tmp_path: Path, mini_path: Path, names: Names, gateway_id: str, *extra: str
+) -> tuple[subprocess.Popen[str], int]:
+    """`isthmus gateway` in its own process, following NATS, trusting a key written to
+    ``tmp_path``; returns the process and its port."""
     port = free_port()
     command = [
         sys.executable, "-m", "isthmus.cli.main", "gateway", "--site", "onprem-paris",
         "-f", str(mini_path), "--port", str(port), "--no-guard", "--no-log-decisions",
-        "--gateway-id", "paris-1", "--nats", NATS_URL, "--namespace", names.namespace,
+        "--gateway-id", gateway_id, "--nats", NATS_URL, "--namespace", names.namespace,
         "--trusted-key", str(tmp_path / "control.pub"), "--state-dir", str(tmp_path / "state"),
+        *extra,
     ]  # fmt: skip
     process = subprocess.Popen(
         command,
@@ -92,19 +92,34 @@ def test_the_gateway_command_follows_bundles_from_nats(
         env={**os.environ, "COLUMNS": "200"},
         text=True,
     )
+    return process, port
+
+
+def wait_serving(process: subprocess.Popen[str], port: int, deadline: float, what: str) -> None:
+    """Until the gateway's /health answers 200; fail with ``what`` at the deadline or exit."""
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(what)
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_the_gateway_command_follows_bundles_from_nats(
+    tmp_path: Path, mini_path: Path, mini: Fabric, names: Names
+) -> None:
+    signer = Signer()
+    write_keypair(signer.key, tmp_path / "control.pem", tmp_path / "control.pub")
+    process, port = start_gateway(tmp_path, mini_path, names, "paris-1")
     models = f"http://127.0.0.1:{port}/v1/models"
     auth = {"authorization": f"Bearer {NEW_KEY}"}
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("the gateway did not come up")
-            time.sleep(0.2)
+        wait_serving(process, port, deadline, "the gateway did not come up")
         assert httpx.get(models, headers=auth).status_code == 401  # no such tenant yet
         asyncio.run(publish(names, signer.sign(7, with_newco(mini))))
         while httpx.get(models, headers=auth).status_code != 200:
@@ -144,18 +159,7 @@ def test_with_require_bundle_nothing_is_served_before_a_verified_bundle(
 ) -> None:
     signer = Signer()
     write_keypair(signer.key, tmp_path / "control.pem", tmp_path / "control.pub")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "isthmus.cli.main", "gateway", "--site", "onprem-paris",
-        "-f", str(mini_path), "--port", str(port), "--no-guard", "--no-log-decisions",
-        "--gateway-id", "paris-strict", "--nats", NATS_URL, "--namespace", names.namespace,
-        "--trusted-key", str(tmp_path / "control.pub"), "--state-dir", str(tmp_path / "state"),
-        "--require-bundle",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    process, port = start_gateway(tmp_path, mini_path, names, "paris-strict", "--require-bundle")
     health = f"http://127.0.0.1:{port}/health"
     try:
         deadline = time.monotonic() + 60
@@ -169,15 +173,7 @@ def test_with_require_bundle_nothing_is_served_before_a_verified_bundle(
         with pytest.raises(httpx.ConnectError):
             httpx.get(health, timeout=1)
         asyncio.run(publish(names, signer.sign(3, with_newco(mini))))
-        while True:
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("the gateway did not start serving after the bundle")
-            time.sleep(0.2)
+        wait_serving(process, port, deadline, "the gateway did not start serving after the bundle")
         auth = {"authorization": f"Bearer {NEW_KEY}"}
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=auth).status_code == 200
     finally:

@@ -24,10 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from routing_quality import fabric_text
 
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.loader import load_fabric_text
@@ -42,42 +47,12 @@ RESULTS = Path(__file__).parent / "results"
 POLICIES = ("round_robin", "least_loaded", "weighted_scorer", "cache_aware", "isthmus")
 PREFILL_TOKENS_PER_S = 30_000.0
 
-FABRIC = """
-name: sim-policies-bench
-data_classes: [{name: internal, level: 1}]
-policies: [{name: open, data_classes: [internal]}]
-sites:
-  - {name: site-a, kind: colo, provider: colo-a, city: Frankfurt, country: DE, lat_deg: 50.1, lon_deg: 8.6,
-     accelerators: [{type: H200, count: 32, on_demand_usd_per_device_hour: 3.5}]}
-  - {name: site-b, kind: colo, provider: colo-b, city: Amsterdam, country: NL, lat_deg: 52.3, lon_deg: 4.8,
-     accelerators: [{type: H200, count: 32, on_demand_usd_per_device_hour: 3.5}]}
-links:
-  - {src: site-a, dst: site-b, rtt_ms: 10, private: true}
-models:
-  - name: bench-8b
-    params_b: 8
-    licence: apache-2.0
-    context_tokens: 131072
-    profiles:
-      - {accelerator: H200, prefill_tokens_per_s: 30000, decode_tokens_per_s: 150,
-         max_batch_size: 64, kv_cache_tokens: 2000000}
-endpoints:
-{endpoints}
-"""
-
 
 def bench_fabric(endpoints: int, ports: list[int] | None = None) -> Fabric:
-    """Half the endpoints at site-a (the gateway's), half at site-b; emulated engines (the
-    simulator does not connect to ``ports``; the fidelity bench serves them)."""
-    lines = []
-    for k in range(endpoints):
-        site = "site-a" if k < endpoints // 2 else "site-b"
-        port = ports[k] if ports else 9
-        lines.append(
-            f"  - {{name: ep{k}-{site}, model: bench-8b, site: {site}, engine: emulator, "
-            f'url: "http://127.0.0.1:{port}/v1", accelerator: H200, max_concurrency: 256}}'
-        )
-    return load_fabric_text(FABRIC.replace("{endpoints}", "\n".join(lines)), "sim-policies.yaml")
+    """The routing-quality bench's fleet: half the endpoints at site-a (the gateway's), half at
+    site-b; emulated engines (the simulator does not connect to ``ports``; the fidelity bench
+    serves them)."""
+    return load_fabric_text(fabric_text(ports or [9] * endpoints), "sim-policies.yaml")
 
 
 def rate_for_load(requests: list[TraceRequest], endpoints: int, load: float) -> float:

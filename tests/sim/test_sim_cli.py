@@ -22,24 +22,17 @@ def write_trace(path: Path, n: int = 40) -> Path:
     return path
 
 
+def sim_args(fabric: Path, trace: Path, *extra: str, gateway: str = "onprem-paris") -> list[str]:
+    """``isthmus sim`` on ``fabric`` and ``trace`` from ``gateway`` for llama-3.1-8b."""
+    return ["sim", "-f", str(fabric), "--trace", str(trace), "--gateway", gateway,
+            "--model", "llama-3.1-8b", *extra]  # fmt: skip
+
+
 def test_sim_one_policy_json(tmp_path: Path, mini_path: Path) -> None:
     trace = write_trace(tmp_path / "t.jsonl")
     result = runner.invoke(
         app,
-        [
-            "sim",
-            "-f",
-            str(mini_path),
-            "--trace",
-            str(trace),
-            "--gateway",
-            "onprem-paris",
-            "--model",
-            "llama-3.1-8b",
-            "-c",
-            "public",
-            "--json",
-        ],
+        sim_args(mini_path, trace, "-c", "public", "--json"),
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -51,23 +44,9 @@ def test_sim_compare_counts_naive_violations(tmp_path: Path, mini_path: Path) ->
     trace = write_trace(tmp_path / "t.jsonl", 30)
     result = runner.invoke(
         app,
-        [
-            "sim",
-            "-f",
-            str(mini_path),
-            "--trace",
-            str(trace),
-            "--gateway",
-            "onprem-paris",
-            "--model",
-            "llama-3.1-8b",
-            "-c",
-            "pii",
-            "--json",
-            "--plots",
-            str(tmp_path / "plots"),
-            "compare",
-        ],
+        sim_args(
+            mini_path, trace, "-c", "pii", "--json", "--plots", str(tmp_path / "plots"), "compare"
+        ),
     )
     assert result.exit_code == 0, result.output
     by = {s["policy"]: s for s in json.loads(result.stdout)}
@@ -80,34 +59,12 @@ def test_sim_bad_options_are_clear(tmp_path: Path, mini_path: Path) -> None:
     trace = write_trace(tmp_path / "t.jsonl")
     result = runner.invoke(
         app,
-        [
-            "sim",
-            "-f",
-            str(mini_path),
-            "--trace",
-            str(trace),
-            "--gateway",
-            "atlantis",
-            "--model",
-            "llama-3.1-8b",
-        ],
+        sim_args(mini_path, trace, gateway="atlantis"),
     )
     assert result.exit_code == 2 and "--gateway" in result.stderr
     result = runner.invoke(
         app,
-        [
-            "sim",
-            "-f",
-            str(mini_path),
-            "--trace",
-            str(trace),
-            "--gateway",
-            "onprem-paris",
-            "--model",
-            "llama-3.1-8b",
-            "--outage",
-            "onprem-paris@soon",
-        ],
+        sim_args(mini_path, trace, "--outage", "onprem-paris@soon"),
     )
     assert result.exit_code == 2 and "NAME@SECONDS" in result.stderr
 

@@ -88,6 +88,9 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
 """Literal substrings one of which a match must contain: a pattern is only tried when the
 text holds one (most texts hold none, so most patterns never run)."""
 
+_ALL_NEEDLES = frozenset(n for needles in _NEEDLES.values() for n in needles)
+_KIND_NEEDLES = tuple((kind, pattern, frozenset(_NEEDLES[kind])) for kind, pattern in _KNOWN)
+
 _TOKEN = re.compile(rf"[A-Za-z0-9+/_=-]{{{MIN_ENTROPY_LENGTH},}}")
 
 
@@ -114,8 +117,9 @@ class SecretInspector:
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
         found: list[Finding] = []
-        for kind, pattern in _KNOWN:
-            if not any(needle in text for needle in _NEEDLES[kind]):
+        present = frozenset(n for n in _ALL_NEEDLES if n in text)
+        for kind, pattern, needles in _KIND_NEEDLES:
+            if needles.isdisjoint(present):
                 continue
             for match in pattern.finditer(text):
                 start, end = match.span("value") if "value" in pattern.groupindex else match.span()

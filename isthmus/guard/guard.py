@@ -141,7 +141,9 @@ class Guard:
         self._tool_inspector = create_inspector("tool_calls")
         # the policy is frozen: each tenant's settings and base contexts are built once
         self._settings: dict[str, TenantSettings] = {}
-        self._contexts: dict[str, tuple[InspectionContext, InspectionContext]] = {}
+        self._contexts: dict[
+            str, tuple[InspectionContext, InspectionContext, InspectionContext]
+        ] = {}
 
     def settings_for(self, tenant: str) -> TenantSettings:
         settings = self._settings.get(tenant)
@@ -154,14 +156,19 @@ class Guard:
 
     def _base_contexts(
         self, tenant: str, settings: TenantSettings
-    ) -> tuple[InspectionContext, InspectionContext]:
-        """The tenant's context without a system prompt, and the same without the prompt cap."""
-        pair = self._contexts.get(tenant)
-        if pair is None:
+    ) -> tuple[InspectionContext, InspectionContext, InspectionContext]:
+        """The tenant's context without a system prompt, the same without the prompt cap, and
+        the same for the output direction."""
+        contexts = self._contexts.get(tenant)
+        if contexts is None:
             context = self.context_for(tenant, settings)
-            pair = (context, context.but(max_prompt_tokens=None))
-            self._contexts[tenant] = pair
-        return pair
+            contexts = (
+                context,
+                context.but(max_prompt_tokens=None),
+                context.but(direction="output"),
+            )
+            self._contexts[tenant] = contexts
+        return contexts
 
     # -- context --------------------------------------------------------------------------------
     def context_for(
@@ -356,7 +363,7 @@ class Guard:
             return ALLOW
         output = self.output_filter(tenant, system_prompt=system_prompt)
         assert isinstance(output, OutputStreamFilter)
-        released = output.feed(text) + output.finish()
+        released = output.feed(text, last=True)
         verdicts = tuple(output.verdicts)
         action = most_severe([v.action for v in verdicts])
         return GuardDecision(
@@ -385,9 +392,13 @@ class Guard:
         settings = self.settings_for(tenant)
         if not settings.enabled:
             return NullOutputFilter()
+        if system_prompt is None:
+            context = self._base_contexts(tenant, settings)[2]
+        else:
+            context = self.context_for(tenant, settings, system_prompt).but(direction="output")
         return OutputStreamFilter(
             pipeline=self.pipelines["output"],
-            context=self.context_for(tenant, settings, system_prompt).but(direction="output"),
+            context=context,
             policy=self.policy,
             min_score=settings.min_score,
             lookback=self.policy.stream_lookback_chars,

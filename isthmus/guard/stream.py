@@ -3,7 +3,9 @@
 ``feed(chunk)`` returns the text that is safe to send now; ``finish()`` returns the rest.
 Text is released only once it is more than ``lookback`` characters behind the newest
 character received, so a secret or personal number split across chunks is whole in the window
-when it is judged, and is redacted before any of it reaches the client.
+when it is judged, and is redacted before any of it reaches the client. While no more than
+``lookback`` characters are held, nothing could be released, so the window is not judged
+until it grows past that (or the response ends): a short response is inspected once.
 
 Invariants:
 
@@ -53,17 +55,25 @@ class OutputStreamFilter:
     _offset: int = 0
     _carry: str | None = None
     _output_tokens: int = 0
+    _window_context: InspectionContext | None = None
 
     @property
     def held(self) -> int:
         """Characters received but not yet released."""
         return len(self._pending)
 
-    def feed(self, chunk: str) -> str:
-        if self.blocked is not None or not chunk:
+    def feed(self, chunk: str, *, last: bool = False) -> str:
+        """Take ``chunk``; return what may be sent now. ``last``: the response ends with it
+        (the same as ``feed(chunk)`` then ``finish()``, judging the text once)."""
+        if self.blocked is not None:
             return ""
-        self._pending += chunk
-        self._output_tokens += count_tokens(chunk)
+        if chunk:
+            self._pending += chunk
+            self._output_tokens += count_tokens(chunk)
+        if last:
+            return self._drain(final=True)
+        if not chunk or (self._carry is None and len(self._pending) <= self.lookback):
+            return ""  # nothing could leave the window yet
         return self._drain(final=False)
 
     def finish(self) -> str:
@@ -112,8 +122,10 @@ class OutputStreamFilter:
         if not text:
             return ""
         context = self.context
-        # the filter counts output tokens over the whole response; the window would undercount
-        inspection = self.pipeline.run(text, context.but(max_output_tokens=None))
+        if self._window_context is None:
+            # the filter counts output tokens over the whole response; a window would undercount
+            self._window_context = context.but(max_output_tokens=None)
+        inspection = self.pipeline.run(text, self._window_context)
         verdicts = judge(
             inspection.findings,
             text,

@@ -42,6 +42,30 @@ UNSAFE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("code.eval_remote", re.compile(r"(?i)\b(?:eval|exec)\s*\(\s*(?:requests\.get|urllib\.request\.urlopen|fetch)\(")),
 )  # fmt: skip
 
+_NEEDLES: dict[str, tuple[str, ...]] = {
+    "markup.script_tag": ("<",),
+    "markup.event_handler": ("<",),
+    "markup.javascript_url": ("script",),
+    "markup.data_html_url": ("data",),
+    "markup.iframe_or_object": ("<",),
+    "markup.meta_refresh": ("<",),
+    "markup.image_exfiltration": ("![",),
+    "sql.destructive": ("drop", "truncate", "delete"),
+    "sql.tautology": ("'", "--"),
+    "sql.union_select": ("union",),
+    "shell.rm_root": ("rm",),
+    "shell.pipe_to_shell": ("|",),
+    "shell.fork_bomb": (":(",),
+    "shell.disk_wipe": ("mkfs", "if="),
+    "shell.reverse_shell": ("-e", "/dev/tcp/", ">&"),
+    "shell.chmod_world": ("chmod",),
+    "code.eval_remote": ("eval", "exec"),
+}
+"""Literal substrings (of the lower-cased text) one of which every match of a rule contains:
+a rule is only tried on a text that holds one, so most text runs few of the patterns."""
+_ALL_NEEDLES = frozenset(n for needles in _NEEDLES.values() for n in needles)
+_RULE_NEEDLES = tuple((rule, pattern, frozenset(_NEEDLES[rule])) for rule, pattern in UNSAFE_RULES)
+
 
 class UnsafeOutputInspector:
     """Active markup and dangerous code in model output (see the module invariant)."""
@@ -50,7 +74,14 @@ class UnsafeOutputInspector:
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
         out: list[Finding] = []
-        for rule, pattern in UNSAFE_RULES:
+        lowered = text.lower()
+        if len(lowered) == len(text):
+            present = frozenset(n for n in _ALL_NEEDLES if n in lowered)
+        else:  # a few characters lower-case to two: try every rule
+            present = _ALL_NEEDLES
+        for rule, pattern, needles in _RULE_NEEDLES:
+            if needles.isdisjoint(present):
+                continue
             for match in pattern.finditer(text):
                 out.append(Finding("unsafe_output", rule, match.start(), match.end(), 0.9))
         return out

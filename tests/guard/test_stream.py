@@ -118,3 +118,17 @@ def test_any_chunking_gives_the_same_output(sizes: list[int]) -> None:
         chunks.append(text[position : position + size])
         position += size
     assert _run(_filter(), chunks, 64) == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(sorted(SECRETS)), st.integers(min_value=0, max_value=300))
+def test_a_last_chunk_is_judged_as_feed_then_finish(category: str, padding: int) -> None:
+    text = "x" * padding + PREFIX + SECRETS[category] + SUFFIX
+    at_once = _filter()
+    released = at_once.feed(text, last=True)
+    stepwise = _filter()
+    assert released == stepwise.feed(text) + stepwise.finish()
+    assert [(v.rule, v.start, v.end) for v in at_once.verdicts] == [
+        (v.rule, v.start, v.end) for v in stepwise.verdicts
+    ]
+    assert SECRETS[category] not in released

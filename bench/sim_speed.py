@@ -10,7 +10,9 @@ step-level engine model.
   the same run is the same replay with round-robin routing (what the engine model alone costs),
   then Isthmus with exact 16-token engine blocks and 64-token index blocks, and with engine and
   index blocks of 512 tokens (the trace's block: a faster, approximate simulation). Each row
-  is the median wall time of ``--repeats`` runs.
+  is the median wall time of ``--repeats`` runs. Then the router alone on the same requests
+  (``route()`` and the fleet-state dispatch, no engines, no events; the best of ``--repeats``):
+  the ceiling of any simulator that calls the live router once per request, on this interpreter.
 - **280 sites** (``synth_fabric(280)``, two endpoints per site): the trace repeated back to back
   (``isthmus.sim.traces.repeat_trace``: each copy a new population of conversations, hash ids
   shifted) and compressed so each endpoint sees the request rate of the 100-endpoint case;
@@ -39,7 +41,8 @@ from typing import Any
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Objective
 from isthmus.fabric.synth import synth_fabric
-from isthmus.sim.replay import Replay, TraceRequest, load_mooncake
+from isthmus.routing import RouteRequest, route
+from isthmus.sim.replay import Replay, TraceRequest, chained_block_hashes, load_mooncake
 from isthmus.sim.traces import repeat_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +73,9 @@ def _timed(replay: Replay, requests: Any) -> tuple[float, int, int]:
     return wall, len(results), sum(1 for r in results if r.status == "ok")
 
 
-def small_case(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
+def small_case(
+    args: argparse.Namespace,
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     spec = synth_fabric(args.endpoints, endpoints_per_site=1, seed=11)
     fabric = Fabric(spec.model_copy(update={"endpoints": spec.endpoints[: args.endpoints]}))
     gateway = next(iter(fabric.sites))
@@ -108,7 +113,62 @@ def small_case(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
             f"endpoints: {wall:.2f} s wall (median of {len(walls)}) for {replay.end_s:.0f} s "
             f"simulated -> {n / wall:,.0f} requests per wall-second"
         )
-    return len(fabric.endpoints), rows
+    ceiling = []
+    for mode, options in (("coarse-512", COARSE), ("exact", {})):
+        row = min(
+            (route_ceiling(fabric, requests, gateway, mode, options) for _ in range(args.repeats)),
+            key=lambda r: r["wall_s"],
+        )
+        ceiling.append(row)
+        print(
+            f"route() alone  {mode:10} {row['requests']:,} requests: "
+            f"{row['us_per_request']:.0f} us each -> at most {row['requests_per_wall_s']:,.0f} "
+            f"requests per wall-second for a simulator calling it once per request"
+        )
+    return len(fabric.endpoints), rows, ceiling
+
+
+def route_ceiling(
+    fabric: Fabric, requests: list[TraceRequest], gateway: str, mode: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The router alone on the same requests: each one's decision and its dispatch into the
+    fleet state (prefix index, in-flight counts), without engines or events. Any simulator that
+    calls the live ``route()`` once per request runs no faster than this on this interpreter."""
+    replay = _replay(fabric, "isthmus", options, gateway)
+    view, fleet = replay.view, replay.view.fleet
+    block = replay.index_block_tokens
+    routed = [
+        RouteRequest(
+            model="chat",
+            data_class="public",
+            gateway_site=gateway,
+            prompt_tokens=r.prompt_tokens,
+            max_output_tokens=r.output_tokens,
+            block_hashes=chained_block_hashes(r.hash_ids, r.prompt_tokens, block),
+            objective=Objective(kind="fastest"),
+            now_s=r.arrival_s,
+        )
+        for r in requests
+    ]
+    started = time.perf_counter()
+    for request in routed:
+        decision = route(request, view)
+        chosen = decision.chosen
+        if chosen is not None:
+            i = fleet.position[chosen.endpoint]
+            fleet.dispatched(
+                i, request.prompt_tokens - chosen.cached_tokens, request.block_hashes, request.now_s
+            )
+            fleet.finished(i)
+    wall = time.perf_counter() - started
+    return {
+        "what": "route() and the fleet-state dispatch per request, no engines, no events",
+        "blocks": mode,
+        "requests": len(routed),
+        "wall_s": round(wall, 3),
+        "us_per_request": round(wall / len(routed) * 1e6, 1),
+        "requests_per_wall_s": round(len(routed) / wall, 1),
+    }
 
 
 def large_trace(fabric: Fabric, total: int, rate_scale: float) -> Iterator[TraceRequest]:
@@ -185,7 +245,7 @@ def main() -> None:
     parser.add_argument("--large-modes", default="coarse-512,exact")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    small_endpoints, rows = small_case(args)
+    small_endpoints, rows, ceiling = small_case(args)
     best = max(r["requests_per_wall_s"] for r in rows)
     print(
         f"target >= {TARGET_RATE:,} requests per wall-second: "
@@ -208,6 +268,7 @@ def main() -> None:
             f"outputs capped at {OUTPUT_CAP} tokens"
         ),
         "rows": rows,
+        "route_ceiling": ceiling,
         "target_requests_per_wall_s": TARGET_RATE,
         "met": best >= TARGET_RATE,
         "large": large,

@@ -220,19 +220,32 @@ def _prepare(
     return scored, None
 
 
+MAX_UTILISATION = 0.75
+"""Cap of the utilisation estimate in ``externality`` (at most 3 requests' worth of delay)."""
+
+
+def externality(busy_share: float) -> float:
+    """How many requests, in expectation, wait behind one unit of work added to a queue whose
+    utilisation is estimated by ``busy_share`` (the share of candidates with prefill work
+    queued): ``rho / (1 - rho)``, the queue length of an M/M/1 queue. The estimate is coarse
+    (every candidate busy reads as 100%), so it is capped at ``MAX_UTILISATION``."""
+    rho = min(busy_share, MAX_UTILISATION)
+    return rho / (1.0 - rho)
+
+
 def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
     """Predicted TTFT, plus the delay this request's prefill imposes on the requests after it.
 
-    Sending a request where its prefix is not cached adds its whole prompt to that endpoint's
-    prefill queue; every request that arrives there before the work is done waits for it. The
-    expected number of such requests is the endpoints' utilisation, estimated here as the share
-    of candidates with prefill work queued. At low load the key is the request's own TTFT; under
-    load it turns work-conserving, keeping requests where their prefix already is unless the
-    queue there costs more than the recomputation and what it does to others."""
+    Sending a request where its prefix is not cached adds its whole uncached prompt to that
+    endpoint's prefill queue; the requests queued there behind it wait for that work too. Their
+    expected number grows with utilisation (``externality``). At low load the key is the
+    request's own TTFT; under load it turns work-conserving, keeping requests where their prefix
+    already is unless the queue there costs more than the recomputation and what it does to
+    others."""
     live = ~scored.blocked
     usable = int(np.count_nonzero(live))
     busy = int(np.count_nonzero((scored.backlog_ms > 0.0) & live)) / max(1, usable)
-    key: FloatArray = scored.ttft_ms + busy * scored.prefill_ms
+    key: FloatArray = scored.ttft_ms + externality(busy) * scored.prefill_ms
     return key
 
 
@@ -326,7 +339,7 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
         return None
     objective = request.objective
     if objective.kind == "fastest":
-        share = busy / live
+        share = externality(busy / live)
         keys = [r[6] + share * r[5] for r in rows]
         why = "fastest"
     elif objective.kind == "weighted":

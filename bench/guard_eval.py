@@ -73,7 +73,7 @@ from isthmus.guard.corpus import (  # noqa: E402
     load_corpus,
     planted_contexts,
 )
-from isthmus.guard.decide import ATTACK_FAMILIES  # noqa: E402
+from isthmus.guard.decide import attack_score  # noqa: E402
 from isthmus.guard.findings import Finding  # noqa: E402
 from isthmus.guard.normalize import HOMOGLYPHS, normalize  # noqa: E402
 from isthmus.guard.pii import PiiInspector  # noqa: E402
@@ -97,11 +97,8 @@ Scorer = Callable[[str], float]
 
 
 def noisy_or(findings: Sequence[Finding]) -> float:
-    miss = 1.0
-    for finding in findings:
-        if finding.family in ATTACK_FAMILIES:
-            miss *= 1.0 - finding.score
-    return 1.0 - miss
+    """The attack score the guard acts on (each rule once, at its strongest; noisy-OR)."""
+    return attack_score(findings)
 
 
 def scorers(direction: str) -> dict[str, Scorer]:

@@ -2,11 +2,14 @@
 
 Invariants:
 
-- Evidence of an attack is combined per text: the scores of all ``prompt_injection``,
-  ``jailbreak`` and ``indirect_injection`` findings in one text are joined by noisy-OR
-  (``1 - prod(1 - s)``), and each of those findings is judged at the combined score — a weak
-  rule ("stay in character", 0.45) and a borderline classifier score together cross the floor
-  that neither crosses alone. Other families are judged one finding at a time.
+- Evidence of an attack is combined per text (``attack_score``): each rule or model that
+  found ``prompt_injection``, ``jailbreak`` or ``indirect_injection`` in the text counts once,
+  at its strongest finding, and those scores are joined by noisy-OR (``1 - prod(1 - s)``);
+  each of those findings is judged at the combined score — a weak rule ("stay in character",
+  0.45) and a borderline classifier score together cross the floor that neither crosses
+  alone. One rule matching twice is not two independent pieces of evidence: a role-play
+  prompt that says "unfiltered" twice is no more an attack than one that says it once. Other
+  families are judged one finding at a time.
 - A finding below the tenant's ``min_score`` gets no verdict; every other finding gets exactly
   one, with the action the policy resolves for (tenant, direction, category).
 - A ``Verdict`` carries a keyed hash of the matched text (when the guard has a hasher), never
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from isthmus.guard.findings import Action, Direction, Finding
 from isthmus.guard.policy import GuardPolicy
 
-__all__ = ["ATTACK_FAMILIES", "ContentHasher", "Verdict", "judge"]
+__all__ = ["ATTACK_FAMILIES", "ContentHasher", "Verdict", "attack_score", "judge"]
 
 ATTACK_FAMILIES = frozenset({"prompt_injection", "jailbreak", "indirect_injection"})
 ContentHasher = Callable[[str], str]
@@ -58,11 +61,17 @@ class Verdict:
         }
 
 
-def _combined(findings: Sequence[Finding]) -> float:
-    miss = 1.0
+def attack_score(findings: Sequence[Finding]) -> float:
+    """Noisy-OR of the attack-family findings, each rule counted once at its strongest."""
+    strongest: dict[str, float] = {}
     for finding in findings:
         if finding.family in ATTACK_FAMILIES:
-            miss *= 1.0 - max(0.0, min(1.0, finding.score))
+            score = max(0.0, min(1.0, finding.score))
+            if score > strongest.get(finding.rule, 0.0):
+                strongest[finding.rule] = score
+    miss = 1.0
+    for score in strongest.values():
+        miss *= 1.0 - score
     return 1.0 - miss
 
 
@@ -78,12 +87,10 @@ def judge(
     hasher: ContentHasher | None = None,
 ) -> list[Verdict]:
     """Verdicts for the findings of one text (see the module invariants)."""
-    attack_score = _combined(findings)
+    combined = attack_score(findings)
     out: list[Verdict] = []
     for finding in findings:
-        score = (
-            max(finding.score, attack_score) if finding.family in ATTACK_FAMILIES else finding.score
-        )
+        score = max(finding.score, combined) if finding.family in ATTACK_FAMILIES else finding.score
         if score < min_score:
             continue
         action = policy.action_for(tenant, direction, finding.category)

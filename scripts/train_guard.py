@@ -12,7 +12,10 @@ Models (features: ``isthmus.guard.features``; binary hashed character 3–6-gram
 buckets, unit length):
 
 - ``input``: positives = JailbreakBench prompts of training behaviors (wrappers, role-play to
-  evade, instruction overrides, adversarial suffixes); negatives = XSTest safe and WildGuard
+  evade, instruction overrides, adversarial suffixes), weighted so that each attack method
+  (JailbreakChat, PAIR, random search) carries the same total weight — otherwise the 142
+  near-identical copies of one JailbreakChat wrapper outweigh PAIR's varied role-play
+  paraphrases, which are what ordinary role-play prompts must be told apart from; negatives = XSTest safe and WildGuard
   benign prompts of the training split, the training templates of the everyday-traffic set
   (ordinary requests: "Write an email to ...", "Act as my tutor ..."), and the training BIPIA
   contexts as whole documents (users paste documents; length must not read as attack). The
@@ -29,16 +32,27 @@ buckets, unit length):
   every sentence of the training BIPIA contexts.
 
 Selection: C from ``C_GRID`` by grouped 5-fold cross-validation on the training split (input:
-recall at 1% FPR; context: document-level recall at 1% FPR with attacks planted in held-out
-contexts). The final model is refit on the whole training split.
+recall at ``INPUT_TARGET_FPR`` of the XSTest safe + WildGuard benign prompts; context: document-level recall at 1% FPR with attacks planted
+in held-out contexts). The final model is refit on the whole training split.
 
-Threshold (the operating point, score 0.5): calibrated on the *validation* split, on the score
-the guard acts on — the model's findings and the rules' findings joined by noisy-OR — as the
-lowest threshold at which at most ``TARGET_FPR`` (1%, rounded down to whole examples) of the
-validation benign texts (input: XSTest safe + WildGuard benign prompts; context: clean BIPIA
-contexts) score 0.5 or more and, for input, at most ``EVERYDAY_TARGET_FPR`` (0.5%) of the
-validation everyday-traffic prompts do. The artifact records the validation counts, recall and
-FPR there.
+Threshold (the operating point, score 0.5), on the score the guard acts on — the model's
+finding and the rules' findings combined as ``isthmus.guard.decide.attack_score`` does:
+
+- input: the lowest threshold whose *expected* false-positive rate on unseen benign prompts
+  is at most ``INPUT_TARGET_FPR`` (0.5%), estimated on every XSTest safe + WildGuard benign
+  prompt the scoring model never saw: the validation prompts (scored by the final model) and
+  the training prompts scored out of fold by the cross-validation model that left them out
+  (cross-conformal). With ``n`` such prompts it lets at most ``k`` of them reach 0.5, the
+  largest ``k`` with ``(k + 1) / (n + 1) <= INPUT_TARGET_FPR``. The budget is 1%; the
+  operating point aims at half of it because a threshold whose true rate is 1% shows more
+  than 1% on a sample of ~180 prompts about half the time, and because a 1% quantile read
+  off the 181 validation prompts alone rests on their two highest scores. At most
+  ``EVERYDAY_TARGET_FPR`` (0.5%, rounded down) of the validation everyday-traffic prompts may
+  reach 0.5 as well; the stricter of the two wins.
+- context: the lowest threshold at which at most ``TARGET_FPR`` (1%, rounded down to whole
+  examples) of the validation clean BIPIA contexts score 0.5 or more.
+
+The artifact records the counts, recall and FPR on the validation split.
 """
 
 from __future__ import annotations
@@ -78,6 +92,7 @@ from isthmus.guard.corpus import (  # noqa: E402
     load_corpus,
     planted_contexts,
 )
+from isthmus.guard.decide import attack_score  # noqa: E402
 from isthmus.guard.features import FeatureSpec, document_buckets  # noqa: E402
 from isthmus.guard.findings import InspectionContext  # noqa: E402
 from isthmus.guard.normalize import normalize  # noqa: E402
@@ -87,6 +102,7 @@ SPEC = FeatureSpec(bits=18, ngram_sizes=(3, 4, 5, 6))
 C_GRID = (3.0, 10.0, 30.0, 100.0)
 FOLDS = 5
 TARGET_FPR = 0.01
+INPUT_TARGET_FPR = 0.005
 EVERYDAY_TARGET_FPR = 0.005
 
 
@@ -110,18 +126,23 @@ def fold_of(group: str) -> int:
     return int.from_bytes(hashlib.sha256(f"fold:{group}".encode()).digest()[:4], "big") % FOLDS
 
 
-def fit(matrix: sp.csr_matrix, labels: npt.NDArray[np.int64], c: float) -> LogisticRegression:
+def fit(
+    matrix: sp.csr_matrix,
+    labels: npt.NDArray[np.int64],
+    c: float,
+    weights: npt.NDArray[np.float64] | None = None,
+) -> LogisticRegression:
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced", random_state=0)
-    model.fit(matrix, labels)
+    model.fit(matrix, labels, sample_weight=weights)
     return model
 
 
 def recall_at_fpr(
-    pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64]
+    pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64], target_fpr: float = TARGET_FPR
 ) -> tuple[float, float]:
-    """Recall at the threshold whose false-positive rate on ``neg`` is at most TARGET_FPR."""
+    """Recall at the threshold whose false-positive rate on ``neg`` is at most ``target_fpr``."""
     ordered = np.sort(neg)
-    allowed = int(np.floor(TARGET_FPR * len(ordered)))
+    allowed = int(np.floor(target_fpr * len(ordered)))
     threshold = float(ordered[len(ordered) - 1 - allowed]) if len(ordered) else 0.0
     return float((pos > threshold).mean()) if len(pos) else 0.0, threshold
 
@@ -133,7 +154,7 @@ def input_rows(corpus: SecurityCorpus) -> tuple[list[str], list[int], list[str],
         texts.append(example.text)
         labels.append(example.label)
         groups.append(example.group)
-        kinds.append("attack" if example.label else "benign")
+        kinds.append(f"attack:{example.dataset}" if example.label else "benign")
     for example in corpus.everyday_in("train"):
         texts.append(example.text)
         labels.append(0)
@@ -157,34 +178,53 @@ def training_goals(corpus: SecurityCorpus, data_dir: Path) -> dict[str, str]:
     return {b: g for b, g in goals.items() if b in train_behaviors}
 
 
+def method_weights(kinds: Sequence[str]) -> npt.NDArray[np.float64]:
+    """Sample weights giving each attack method the same total weight (mean 1 over attacks);
+    every other row weighs 1 (class balance is ``class_weight``'s job)."""
+    methods = [k for k in kinds if k.startswith("attack:")]
+    per_method = {m: methods.count(m) for m in set(methods)}
+    share = len(methods) / max(len(per_method), 1)
+    return np.array([share / per_method[k] if k in per_method else 1.0 for k in kinds])
+
+
 def train_input(corpus: SecurityCorpus, grid: Sequence[float]) -> dict[str, object]:
     texts, label_list, groups, kinds = input_rows(corpus)
     matrix = vectors(texts)
     labels = np.array(label_list)
     folds = np.array([fold_of(g) for g in groups])
-    kind = np.array(kinds)
+    kind = np.array([k.split(":")[0] for k in kinds])
+    weights = method_weights(kinds)
     best: tuple[float, float, npt.NDArray[np.float64]] | None = None
     cv: dict[str, float] = {}
     for c in grid:
         oof = np.zeros(len(texts))
         for k in range(FOLDS):
-            model = fit(matrix[folds != k], labels[folds != k], c)
+            train = folds != k
+            model = fit(matrix[train], labels[train], c, weights[train])
             oof[folds == k] = model.decision_function(matrix[folds == k])
-        recall, _ = recall_at_fpr(oof[kind == "attack"], oof[kind != "attack"])
+        # against the prompts the threshold is calibrated on (XSTest safe + WildGuard benign)
+        recall, _ = recall_at_fpr(oof[kind == "attack"], oof[kind == "benign"], INPUT_TARGET_FPR)
         cv[f"C={c:g}"] = round(recall, 4)
-        print(f"  input  C={c:<6g} CV recall@1%FPR {recall:.3f}", flush=True)
+        print(f"  input  C={c:<6g} CV recall@{INPUT_TARGET_FPR:.1%}FPR {recall:.3f}", flush=True)
         if best is None or recall > best[1]:
             best = (c, recall, oof)
     assert best is not None
     c, recall, oof = best
-    model = fit(matrix, labels, c)
+    model = fit(matrix, labels, c, weights)
     return {
         "task": "jailbreak / prompt-injection attempt in a user prompt (whole text)",
         "C": c,
-        "cv_recall_at_1pct_fpr": round(recall, 4),
+        "attack_weighting": "each attack method the same total weight",
+        "cv_target_fpr": INPUT_TARGET_FPR,
+        "cv_recall_at_target_fpr": round(recall, 4),
         "cv_by_C": cv,
         "bias": float(model.intercept_[0]),
         "weights_array": model.coef_[0].astype(np.float32),
+        "out_of_fold_benign": [
+            (text, float(logit))
+            for text, logit, k in zip(texts, oof, kind, strict=True)
+            if k == "benign"
+        ],
         "train_counts": {
             "attack_prompts": int((kind == "attack").sum()),
             "benign_prompts": int((kind == "benign").sum()),
@@ -291,38 +331,35 @@ def train_context(
     }
 
 
-# -- calibration on the validation split ---------------------------------------------------------
+# -- calibration ---------------------------------------------------------------------------------
 def rule_miss(view: str, direction: str) -> float:
-    """``prod(1 - score)`` of the rules' findings on a detection view (1.0: no finding)."""
+    """``1 - attack_score`` of the rules' findings on a detection view (1.0: no finding)."""
     rules = InjectionRules() if direction == "input" else IndirectInjectionRules()
-    miss = 1.0
-    for finding in rules.inspect(view, InspectionContext(direction=direction)):  # type: ignore[arg-type]
-        miss *= 1.0 - finding.score
-    return miss
+    context = InspectionContext(direction=direction)  # type: ignore[arg-type]
+    return 1.0 - attack_score(rules.inspect(view, context))
 
 
 def critical_threshold(logits: npt.NDArray[np.float64], miss: float) -> float:
     """The highest model threshold at which the guard still acts on this text (score >= 0.5).
 
-    The guard's score is ``1 - miss * prod(1 - sigmoid(logit - t))`` over the model's findings
-    (those at or above ``REPORT_FLOOR``); it falls as ``t`` rises, so bisection finds where it
-    crosses 0.5. ``inf``: the rules alone reach 0.5; ``-inf``: nothing to score.
+    The model's findings share one rule id, so they count once, at the strongest (the best
+    logit ``m``): the guard's score is ``1 - miss * (1 - sigmoid(m - t))`` when that finding
+    reaches ``REPORT_FLOOR``, else ``1 - miss``. It acts while ``sigmoid(m - t)`` is at least
+    ``max(REPORT_FLOOR, 1 - 0.5 / miss)``. ``inf``: the rules alone reach 0.5; ``-inf``:
+    nothing to score.
     """
     if miss <= 0.5:
         return math.inf
     if logits.shape[0] == 0:
         return -math.inf
+    needed = max(REPORT_FLOOR, 1.0 - 0.5 / miss)
+    return float(logits.max()) - math.log(needed / (1.0 - needed))
 
-    def acts(t: float) -> bool:
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits - t, -60.0, 60.0)))
-        kept = scores[scores >= REPORT_FLOOR]
-        return 1.0 - miss * float(np.prod(1.0 - kept)) >= 0.5
 
-    low, high = float(logits.min()) - 60.0, float(logits.max()) + 60.0
-    for _ in range(80):
-        middle = (low + high) / 2
-        low, high = (middle, high) if acts(middle) else (low, middle)
-    return low
+def conformal_allowance(n: int, target_fpr: float) -> int:
+    """The most of ``n`` held-out benign texts that may be flagged so that the expected rate on
+    a new one, ``(k + 1) / (n + 1)``, stays at most ``target_fpr`` (-1: none can be)."""
+    return math.floor(target_fpr * (n + 1)) - 1
 
 
 def calibrate(
@@ -331,42 +368,68 @@ def calibrate(
     positives: Sequence[str],
     negatives: Sequence[str],
     everyday: Sequence[str] = (),
+    out_of_fold: Sequence[tuple[str, float]] = (),
 ) -> dict[str, object]:
-    """Threshold giving at most ``TARGET_FPR`` of ``negatives`` a guard score of 0.5 or more,
-    and at most ``EVERYDAY_TARGET_FPR`` of ``everyday``: the stricter of the two."""
+    """The operating threshold (see the module docstring) and the validation figures there.
 
-    def critical(text: str) -> float:
+    ``negatives``, ``positives`` and ``everyday`` are validation texts scored by ``model``;
+    ``out_of_fold`` are training benign texts with the logit of the cross-validation model that
+    did not see them. With ``out_of_fold`` (input), the threshold keeps the expected rate on
+    unseen benign texts at most ``INPUT_TARGET_FPR``; without (context), at most
+    ``TARGET_FPR`` of ``negatives`` are flagged.
+    """
+
+    def critical(text: str, logit: float | None = None) -> float:
         view = normalize(text).text
         if direction == "input":
-            logits = np.array([model.logit(view)]) if view.strip() else np.zeros(0)
+            if logit is None and view.strip():
+                logit = model.logit(view)
+            logits = np.array([logit]) if logit is not None else np.zeros(0)
         else:
             logits = model.segment_logits(view, sentence_spans(view))
         return critical_threshold(logits, rule_miss(view, direction))
 
-    def ceiling(texts: Sequence[str], target_fpr: float) -> tuple[float, npt.NDArray[np.float64]]:
-        scores = np.sort([critical(t) for t in texts])[::-1]
+    def ceiling(scores: npt.NDArray[np.float64], allowed: int) -> float:
         if not len(scores):
-            return -math.inf, scores
-        allowed = math.floor(target_fpr * len(scores))
-        highest = float(scores[min(allowed, len(scores) - 1)])
+            return -math.inf
+        ordered = np.sort(scores)[::-1]
+        highest = float(ordered[min(allowed, len(ordered) - 1)]) if allowed >= 0 else math.inf
         if not math.isfinite(highest):
             raise SystemExit(
                 f"{direction}: no threshold keeps {allowed} benign texts or fewer flagged"
             )
-        return highest, scores
+        return highest
 
-    public_ceiling, neg = ceiling(negatives, TARGET_FPR)
-    everyday_ceiling, daily = ceiling(everyday, EVERYDAY_TARGET_FPR)
+    neg = np.array([critical(t) for t in negatives])
+    daily = np.array([critical(t) for t in everyday])
+    pooled = np.concatenate([neg, [critical(t, logit) for t, logit in out_of_fold]])
+    if out_of_fold:
+        target = INPUT_TARGET_FPR
+        allowed = conformal_allowance(len(pooled), target)
+        public_ceiling = ceiling(pooled, allowed)
+    else:
+        target = TARGET_FPR
+        public_ceiling = ceiling(neg, math.floor(target * len(neg)))
+    everyday_ceiling = ceiling(daily, math.floor(EVERYDAY_TARGET_FPR * len(daily)))
     threshold = max(public_ceiling, everyday_ceiling) + 1e-6
     pos = np.array([critical(t) for t in positives])
     figures: dict[str, object] = {
         "split": "validation",
-        "target_fpr": TARGET_FPR,
+        "target_fpr": target,
         "benign": len(neg),
         "attacks": len(pos),
         "fpr": round(float((neg >= threshold).mean()), 4),
         "recall": round(float((pos >= threshold).mean()), 4),
     }
+    if out_of_fold:
+        flagged = int((pooled >= threshold).sum())
+        figures["budget_fpr"] = TARGET_FPR
+        figures["pooled"] = {
+            "benign": len(pooled),
+            "of_which_out_of_fold_training": len(out_of_fold),
+            "flagged": flagged,
+            "expected_fpr": round((flagged + 1) / (len(pooled) + 1), 4),
+        }
     if len(daily):
         figures["everyday"] = {
             "target_fpr": EVERYDAY_TARGET_FPR,
@@ -418,13 +481,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     models: dict[str, dict[str, object]] = {}
     for name, train in trained.items():
         result = train()
+        out_of_fold = result.pop("out_of_fold_benign", [])
+        assert isinstance(out_of_fold, list)
         weights = result.pop("weights_array")
         assert isinstance(weights, np.ndarray)
         encoded = encode_weights(weights)
         runtime = LinearTextModel(
             name, SPEC, decode_weights(encoded, 1 << SPEC.bits), float(str(result["bias"])), 0.0
         )
-        calibrated = calibrate(runtime, name, *held_out[name])
+        calibrated = calibrate(runtime, name, *held_out[name], out_of_fold=out_of_fold)
         print(f"  {name:<7} calibrated on validation: {calibrated['calibration']}", flush=True)
         models[name] = {
             **result,

@@ -12,9 +12,12 @@ records the data, split, hyper-parameters and validation figures):
   the model? Scored on every sentence (``sentence_spans``); the best sentence is the finding.
 
 Score: ``sigmoid(logit - threshold)``, so 0.5 is the operating point, and findings combine
-with rule scores by noisy-OR. The threshold was calibrated on the validation split (never
-trained on) so that, with the rules, at most 1% of its benign texts reach 0.5; the artifact
-records the figures there. Findings below ``REPORT_FLOOR`` are not reported.
+with rule scores by noisy-OR (``isthmus.guard.decide.attack_score``). The thresholds were
+calibrated, with the rules, on benign texts the model never trained on: for ``input``, so that
+the expected share of unseen benign prompts reaching 0.5 is at most 0.5% (half the 1% budget;
+validation prompts and out-of-fold training prompts), for ``context``, so that at most 1% of
+the validation split's clean documents do; the artifact records the figures.
+Findings below ``REPORT_FLOOR`` are not reported.
 
 Invariant: the artifact is read once per process and never changes; inference is pure.
 """

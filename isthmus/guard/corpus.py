@@ -1,8 +1,9 @@
 """The labelled security corpus and its documented, seeded train/validation/test split.
 
 Used by ``scripts/train_guard.py`` (which fits on ``train`` and calibrates the operating
-threshold on ``validation``) and ``bench/guard_eval.py`` (which reports ``validation`` and
-``test``); never imported by the runtime guard. The data are the copies under
+threshold on ``validation``, for the input model with out-of-fold scores of ``train`` too)
+and ``bench/guard_eval.py`` (which reports ``validation`` and ``test``); never imported by
+the runtime guard. The data are the copies under
 ``data/security/`` (sources and licences in ``data/security/SOURCES.md``).
 
 The split. Every example belongs to a *group*; a group goes wholly to one side, chosen by

@@ -62,13 +62,17 @@ def test_segment_features_equal_each_segment_alone(parts: list[str]) -> None:
         )
 
 
-def test_artifact_thresholds_were_calibrated_on_validation() -> None:
+def test_artifact_thresholds_were_calibrated_on_held_out_data() -> None:
     header = json.loads(DEFAULT_ARTIFACT.read_text())
     for model in header["models"].values():
         calibration = model["calibration"]
         assert calibration["split"] == "validation"
-        assert calibration["fpr"] <= calibration["target_fpr"]
+        assert calibration["fpr"] <= calibration.get("budget_fpr", calibration["target_fpr"])
         assert calibration["benign"] > 0 and calibration["attacks"] > 0
+    pooled = header["models"]["input"]["calibration"]["pooled"]
+    # validation plus out-of-fold training prompts: expected rate on unseen prompts
+    assert pooled["benign"] > header["models"]["input"]["calibration"]["benign"]
+    assert pooled["expected_fpr"] <= header["models"]["input"]["calibration"]["target_fpr"]
 
 
 def test_context_classifier_flags_a_task_request_planted_in_a_table() -> None:

@@ -31,6 +31,10 @@ __all__ = [
 _PRIME = np.uint64(1_099_511_628_211)  # FNV-64 prime: odd, well spread
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _DIGITS = str.maketrans("0123456789", "0000000000")
+_SEEDS = {
+    size: np.uint64(size * pow(int(_PRIME), size, 1 << 64) % (1 << 64)) for size in range(1, 17)
+}
+"""``size * P**size`` modulo 2**64: the start value of an n-gram's hash, carried through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +84,27 @@ def featurize(
 
 
 def document_buckets(text: str, spec: FeatureSpec) -> npt.NDArray[np.int64]:
-    """The distinct buckets of one document (framed by newlines, as segments are)."""
-    buckets, _, _ = featurize("\n" + text + "\n", spec)
+    """The distinct buckets of one document (framed by newlines, as segments are): those of
+    ``featurize``, computed without positions and with the n-grams of every size grown from
+    the ones a character shorter (``s * P**s + sum(code[i+k] * P**(s-1-k))``, the same hash
+    modulo 2**64), which is a few array operations however many sizes there are."""
+    view = view_for_features("\n" + text + "\n")
+    codes = np.frombuffer(view.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    n = codes.shape[0]
+    sizes = sorted(spec.ngram_sizes)
+    grown = codes
+    parts: list[npt.NDArray[np.uint64]] = []
+    for size in range(2, sizes[-1] + 1) if sizes[0] > 1 else range(1, sizes[-1] + 1):
+        if size > n:
+            break
+        if size > 1:
+            grown = grown[: n - size + 1] * _PRIME + codes[size - 1 :]
+        if size in sizes:
+            parts.append(grown + _SEEDS[size])
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    hashed = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    buckets = ((hashed * _GOLDEN) >> np.uint64(64 - spec.bits)).astype(np.int64)
     return np.unique(buckets)
 
 

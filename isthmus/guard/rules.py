@@ -149,13 +149,22 @@ def _decoded_payloads(text: str) -> list[tuple[int, int, str]]:
     return [(s, e, t) for s, e, t in out if t and sum(c.isprintable() for c in t) > 0.9 * len(t)]
 
 
-def _run_rules(text: str, direction: Direction, rules: Sequence[Rule]) -> list[Finding]:
+def _all_needles(rules: Sequence[Rule]) -> frozenset[str]:
+    return frozenset(n for rule in rules for n in rule.needles)
+
+
+def _run_rules(
+    text: str, direction: Direction, rules: Sequence[Rule], needles: frozenset[str]
+) -> list[Finding]:
+    """Every rule's matches; ``needles`` is every needle of ``rules`` (each is looked for
+    once, not once per rule that names it)."""
     found: list[Finding] = []
     lowered = " ".join(text.lower().split())  # needles match across line breaks too
+    present = frozenset(n for n in needles if n in lowered)
     for rule in rules:
         if direction not in rule.directions:
             continue
-        if rule.needles and not any(needle in lowered for needle in rule.needles):
+        if rule.needles and present.isdisjoint(rule.needles):
             continue
         for match in rule.pattern.finditer(text):
             found.append(Finding(rule.category, rule.id, match.start(), match.end(), rule.score))
@@ -167,11 +176,12 @@ class InjectionRules:
 
     name = "injection_rules"
     rules: tuple[Rule, ...] = tuple(r for r in RULES if r.category != "indirect_injection")
+    needles: frozenset[str] = _all_needles(rules)
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
-        found = _run_rules(text, context.direction, self.rules)
+        found = _run_rules(text, context.direction, self.rules, self.needles)
         for start, end, decoded in _decoded_payloads(text):
-            for finding in _run_rules(decoded, context.direction, self.rules):
+            for finding in _run_rules(decoded, context.direction, self.rules, self.needles):
                 found.append(
                     Finding(
                         finding.category,
@@ -190,9 +200,10 @@ class IndirectInjectionRules:
 
     name = "indirect_rules"
     rules: tuple[Rule, ...] = RULES
+    needles: frozenset[str] = _all_needles(rules)
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
-        found = _run_rules(text, "context", self.rules)
+        found = _run_rules(text, "context", self.rules, self.needles)
         return [
             Finding("indirect_injection", f.rule, f.start, f.end, f.score, f.detail) for f in found
         ]

@@ -15,7 +15,7 @@ from isthmus.guard.classifier import (
     load_models,
     sentence_spans,
 )
-from isthmus.guard.features import FeatureSpec, document_buckets, segment_buckets
+from isthmus.guard.features import FeatureSpec, document_buckets, featurize, segment_buckets
 from isthmus.guard.findings import InspectionContext
 
 
@@ -60,6 +60,20 @@ def test_segment_features_equal_each_segment_alone(parts: list[str]) -> None:
         assert np.array_equal(
             np.sort(buckets[segment == k]), document_buckets(text[start:end], spec)
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet="abcXYZ 019.\nÉßİ😀", max_size=40),
+    st.sampled_from([(2, 3, 4, 5), (1, 3), (3,), (4, 5), (1, 2, 3, 4, 5, 6)]),
+)
+def test_document_buckets_are_the_distinct_buckets_of_every_ngram(
+    text: str, sizes: tuple[int, ...]
+) -> None:
+    """The fast path (n-grams grown size by size, no positions) hashes as ``featurize`` does."""
+    spec = FeatureSpec(bits=14, ngram_sizes=sizes)
+    expected = np.unique(featurize("\n" + text + "\n", spec)[0])
+    assert np.array_equal(document_buckets(text, spec), expected)
 
 
 def test_artifact_thresholds_were_calibrated_on_held_out_data() -> None:

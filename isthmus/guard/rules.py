@@ -54,7 +54,7 @@ def _rule(
     return Rule(rule_id, category, compiled, directions, score, needles)
 
 
-_PRIOR = r"(?:all |any |the |your |my |these |those )*(?:previous|prior|above|earlier|preceding|initial|original|system|old)"
+_PRIOR = r"(?:all |any |the |your |my |these |those |of )*(?:previous|prior|above|earlier|preceding|initial|original|system|old)"
 _ORDERS = r"(?:instructions?|prompts?|rules|directions|directives|guidelines|commands|context|programming|constraints)"
 
 RULES: tuple[Rule, ...] = (

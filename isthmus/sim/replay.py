@@ -41,6 +41,7 @@ from isthmus.routing import ROUTERS, RouteRequest, RoutingView, build_view
 from isthmus.routing.fleet import DEFAULT_PROFILE
 from isthmus.sim.engine import RUN_STEPS, SimEngine
 from isthmus.sim.events import EventLoop
+from isthmus.sim.serving import CpuQueue, ServingCpu
 
 __all__ = [
     "Outage",
@@ -185,6 +186,7 @@ class _Live:
     one_way_s: float
     ticket: float
     request_id: str
+    dispatched_s: float = 0.0
     first_seen: bool = False
     exclude: frozenset[str] = frozenset()
 
@@ -199,11 +201,14 @@ class Replay:
     rounded to the block); ``run_steps`` caps the passes a decode run folds into one event
     (1: step every pass, as the emulator does; the timings are the same).
 
-    ``request_overhead_s + prompt_tokens * overhead_s_per_prompt_token`` is the CPU time the
-    serving path spends on a request before its engine queues it (body parsing, tokenising,
-    block hashing, guard inspection at the gateway and at the engine): zero for an ideal path;
-    the emulated deployment's is measured by bench/sim_fidelity.py (it grows with the prompt:
-    about 1.5 ms per 1,000 tokens plus 6 ms on the 2-core development machine).
+    The serving path's own time per request before its engine queues it (body parsing,
+    tokenising, block hashing, guard inspection at the gateway and at the engine) is zero for an
+    ideal path. ``request_overhead_s + prompt_tokens * overhead_s_per_prompt_token`` adds it as
+    a pure delay, as if every request had a CPU of its own; ``serving_cpu`` instead makes it
+    work for one shared CPU that serves requests one at a time (``isthmus.sim.serving``), so
+    requests arriving together wait for each other, as on the emulated deployment's one event
+    loop. bench/sim_fidelity.py measures both on that deployment (about 6 ms + 1.45 ms per
+    1,000 prompt tokens per request on the 2-core development machine).
     """
 
     fabric: Fabric
@@ -217,6 +222,7 @@ class Replay:
     run_steps: int = RUN_STEPS
     request_overhead_s: float = 0.0
     overhead_s_per_prompt_token: float = 0.0
+    serving_cpu: ServingCpu | None = None
     scrape_interval_s: float = 0.2
     max_output_tokens: int | None = None
     respect_sovereignty: bool = True
@@ -249,6 +255,14 @@ class Replay:
         self.results: list[RequestResult] = []
         self._idle_reported = [False] * len(self.engines)  # scrapes of an idle engine repeat
         self.end_s = 0.0
+        # without a serving CPU, requests go straight on: no queue, no extra event
+        self.serving_queue: CpuQueue | None = None
+        self._to_gateway = self._dispatch
+        self._to_engine = self._submit
+        if self.serving_cpu is not None:
+            self.serving_queue = CpuQueue(self.loop)
+            self._to_gateway = self._queue_at_gateway
+            self._to_engine = self._queue_at_engine
 
     # -- engines -----------------------------------------------------------------------------
     def _on_event_for(self, i: int):  # type: ignore[no-untyped-def]
@@ -269,7 +283,7 @@ class Replay:
             return
         now = self.loop.now
         live.first_seen = True
-        observed_ms = (now - live.request.arrival_s) * 1000.0
+        observed_ms = (now - live.dispatched_s) * 1000.0  # the gateway times its attempt
         live.result.ttft_s = now - live.request.arrival_s
         live.result.cached_tokens = cached
         self.view.fleet.first_token(live.endpoint, live.ticket, live.predicted_ms, observed_ms, now)
@@ -301,7 +315,19 @@ class Replay:
             ttft_slo_ms=request.ttft_slo_ms,
         )
         self.results.append(result)
-        self._dispatch(request, result, frozenset())
+        self._to_gateway(request, result, frozenset())
+
+    def _queue_at_gateway(
+        self, request: TraceRequest, result: RequestResult, exclude: frozenset[str]
+    ) -> None:
+        assert self.serving_queue is not None and self.serving_cpu is not None
+        service_s = self.serving_cpu.gateway_service_s(request.prompt_tokens)
+        self.serving_queue.serve(service_s, self._dispatch, request, result, exclude)
+
+    def _queue_at_engine(self, live: _Live, engine_request: EngineRequest) -> None:
+        assert self.serving_queue is not None and self.serving_cpu is not None
+        service_s = self.serving_cpu.engine_service_s(live.request.prompt_tokens)
+        self.serving_queue.serve(service_s, self._submit, live, engine_request)
 
     def _dispatch(
         self, request: TraceRequest, result: RequestResult, exclude: frozenset[str]
@@ -372,6 +398,7 @@ class Replay:
             chosen.rtt_ms / 2000.0,
             ticket,
             rid,
+            now,
             exclude=exclude | {chosen.endpoint},
         )
         if self.down[i]:  # the gateway does not know yet: the connection fails after an RTT
@@ -395,7 +422,7 @@ class Replay:
             self.request_overhead_s + request.prompt_tokens * self.overhead_s_per_prompt_token
         )
         self.loop.at(
-            now + live.one_way_s + transfer_s + overhead_s, self._submit, live, engine_request
+            now + live.one_way_s + transfer_s + overhead_s, self._to_engine, live, engine_request
         )
 
     def _submit(self, live: _Live, engine_request: EngineRequest) -> None:

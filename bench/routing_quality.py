@@ -129,7 +129,7 @@ async def replay(
     headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def one(row: dict[str, Any]) -> None:
+        async def one(index: int, row: dict[str, Any]) -> None:
             body = orjson.dumps(
                 {
                     "model": "bench-8b",
@@ -145,7 +145,13 @@ async def replay(
                 }
             )
             start = time.monotonic()
-            out: dict[str, Any] = {"ok": False, "prompt": row["input_length"]}
+            # sent_at: the body is built, the request leaves now
+            out: dict[str, Any] = {
+                "ok": False,
+                "prompt": row["input_length"],
+                "index": index,
+                "sent_at": start,
+            }
             try:
                 async with session.post(url, data=body, headers=headers) as response:
                     out["endpoint"] = response.headers.get("x-isthmus-endpoint")
@@ -174,11 +180,11 @@ async def replay(
         tasks = []
         start = time.monotonic()
         base = rows[0]["timestamp"]
-        for row in rows:
+        for index, row in enumerate(rows):
             delay = (row["timestamp"] - base) / 1000.0 / speedup - (time.monotonic() - start)
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(row)))
+            tasks.append(asyncio.create_task(one(index, row)))
         await asyncio.gather(*tasks)
     return results
 

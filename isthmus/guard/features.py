@@ -15,6 +15,7 @@ instruction hides) at almost the cost of scoring the whole document once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +32,6 @@ __all__ = [
 _PRIME = np.uint64(1_099_511_628_211)  # FNV-64 prime: odd, well spread
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _DIGITS = str.maketrans("0123456789", "0000000000")
-_SEEDS = {
-    size: np.uint64(size * pow(int(_PRIME), size, 1 << 64) % (1 << 64)) for size in range(1, 17)
-}
-"""``size * P**size`` modulo 2**64: the start value of an n-gram's hash, carried through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,25 +53,47 @@ def view_for_features(text: str) -> str:
     return lowered.translate(_DIGITS)
 
 
+@functools.cache
+def _seed(size: int) -> np.uint64:
+    """``size * P**size`` modulo 2**64: an n-gram hash's start value, carried through it."""
+    return np.uint64(size * pow(int(_PRIME), size, 1 << 64) % (1 << 64))
+
+
+def _ngram_hashes(view: str, sizes: tuple[int, ...]) -> dict[int, npt.NDArray[np.uint64]]:
+    """The hash of every n-gram of ``view`` of each size in ``sizes`` (sizes longer than the
+    view have none), by start offset: ``size * P**size + sum(code[i+k] * P**(size-1-k))``
+    modulo 2**64 — what starting from ``size`` and folding in one code at a time (``h * P +
+    code``) gives. Each size is grown from the size one shorter, so this is a few array
+    operations however many sizes there are."""
+    codes = np.frombuffer(view.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    n = codes.shape[0]
+    out: dict[int, npt.NDArray[np.uint64]] = {}
+    grown = codes
+    for size in range(1, max(sizes, default=0) + 1):
+        if size > n:
+            break
+        if size > 1:
+            grown = grown[: n - size + 1] * _PRIME + codes[size - 1 :]
+        if size in sizes:
+            out[size] = grown + _seed(size)
+    return out
+
+
 def featurize(
     text: str, spec: FeatureSpec
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Bucket id, start offset and end offset of every n-gram of ``view_for_features(text)``."""
-    view = view_for_features(text)
-    codes = np.frombuffer(view.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    hashes = _ngram_hashes(view_for_features(text), spec.ngram_sizes)
     shift = np.uint64(64 - spec.bits)
     buckets: list[npt.NDArray[np.int64]] = []
     starts: list[npt.NDArray[np.int64]] = []
     ends: list[npt.NDArray[np.int64]] = []
     for size in spec.ngram_sizes:
-        count = codes.shape[0] - size + 1
-        if count <= 0:
+        hashed = hashes.get(size)
+        if hashed is None:
             continue
-        hashed = np.full(count, np.uint64(size), dtype=np.uint64)
-        for k in range(size):
-            hashed = hashed * _PRIME + codes[k : k + count]
         buckets.append(((hashed * _GOLDEN) >> shift).astype(np.int64))
-        positions = np.arange(count, dtype=np.int64)
+        positions = np.arange(hashed.shape[0], dtype=np.int64)
         starts.append(positions)
         ends.append(positions + size)
     if not buckets:
@@ -85,27 +104,13 @@ def featurize(
 
 def document_buckets(text: str, spec: FeatureSpec) -> npt.NDArray[np.int64]:
     """The distinct buckets of one document (framed by newlines, as segments are): those of
-    ``featurize``, computed without positions and with the n-grams of every size grown from
-    the ones a character shorter (``s * P**s + sum(code[i+k] * P**(s-1-k))``, the same hash
-    modulo 2**64), which is a few array operations however many sizes there are."""
-    view = view_for_features("\n" + text + "\n")
-    codes = np.frombuffer(view.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    n = codes.shape[0]
-    sizes = sorted(spec.ngram_sizes)
-    grown = codes
-    parts: list[npt.NDArray[np.uint64]] = []
-    for size in range(2, sizes[-1] + 1) if sizes[0] > 1 else range(1, sizes[-1] + 1):
-        if size > n:
-            break
-        if size > 1:
-            grown = grown[: n - size + 1] * _PRIME + codes[size - 1 :]
-        if size in sizes:
-            parts.append(grown + _SEEDS[size])
-    if not parts:
+    ``featurize``, without positions."""
+    hashes = _ngram_hashes(view_for_features("\n" + text + "\n"), spec.ngram_sizes)
+    if not hashes:
         return np.zeros(0, dtype=np.int64)
+    parts = list(hashes.values())
     hashed = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    buckets = ((hashed * _GOLDEN) >> np.uint64(64 - spec.bits)).astype(np.int64)
-    return np.unique(buckets)
+    return np.unique(((hashed * _GOLDEN) >> np.uint64(64 - spec.bits)).astype(np.int64))
 
 
 def segment_buckets(

@@ -76,6 +76,30 @@ def test_document_buckets_are_the_distinct_buckets_of_every_ngram(
     assert np.array_equal(document_buckets(text, spec), expected)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="abcXYZ 019.\nÉßİ😀", max_size=30))
+def test_ngram_buckets_are_the_documented_hash(text: str) -> None:
+    """Each n-gram's bucket is the top ``bits`` bits of ``(h * GOLDEN) mod 2**64``, where ``h``
+    starts at the n-gram's size and folds in each code point as ``h * P + code`` mod 2**64 —
+    the hash the artifact was trained with, computed here in plain integers."""
+    spec = FeatureSpec(bits=14, ngram_sizes=(2, 3, 4, 5))
+    prime, golden, mask = 1_099_511_628_211, 0x9E3779B97F4A7C15, (1 << 64) - 1
+    view = "".join(c.lower()[0] for c in text)  # lower-cased, one character for one
+    codes = [ord(c) for c in view.translate(str.maketrans("0123456789", "0" * 10))]
+    expected = []
+    for size in spec.ngram_sizes:
+        for i in range(len(codes) - size + 1):
+            h = size
+            for code in codes[i : i + size]:
+                h = (h * prime + code) & mask
+            expected.append(((h * golden) & mask) >> (64 - spec.bits))
+    buckets, starts, ends = featurize(text, spec)
+    assert buckets.tolist() == expected
+    assert (ends - starts).tolist() == [
+        size for size in spec.ngram_sizes for _ in range(len(codes) - size + 1)
+    ]
+
+
 def test_artifact_thresholds_were_calibrated_on_held_out_data() -> None:
     header = json.loads(DEFAULT_ARTIFACT.read_text())
     for model in header["models"].values():

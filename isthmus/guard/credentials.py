@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from isthmus.guard.findings import Finding, InspectionContext
+from isthmus.guard.prefilter import Prefilter
 
 __all__ = ["MIN_ENTROPY_BITS", "MIN_ENTROPY_LENGTH", "SecretInspector", "shannon_entropy"]
 
@@ -88,8 +89,7 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
 """Literal substrings one of which a match must contain: a pattern is only tried when the
 text holds one (most texts hold none, so most patterns never run)."""
 
-_ALL_NEEDLES = frozenset(n for needles in _NEEDLES.values() for n in needles)
-_KIND_NEEDLES = tuple((kind, pattern, frozenset(_NEEDLES[kind])) for kind, pattern in _KNOWN)
+_PREFILTER = Prefilter(((kind, pattern), _NEEDLES[kind]) for kind, pattern in _KNOWN)
 
 _TOKEN = re.compile(rf"[A-Za-z0-9+/_=-]{{{MIN_ENTROPY_LENGTH},}}")
 
@@ -117,10 +117,7 @@ class SecretInspector:
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
         found: list[Finding] = []
-        present = frozenset(n for n in _ALL_NEEDLES if n in text)
-        for kind, pattern, needles in _KIND_NEEDLES:
-            if needles.isdisjoint(present):
-                continue
+        for kind, pattern in _PREFILTER.candidates(text):
             for match in pattern.finditer(text):
                 start, end = match.span("value") if "value" in pattern.groupindex else match.span()
                 if any(start < f.end and f.start < end for f in found):

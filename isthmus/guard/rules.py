@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from isthmus.guard.findings import Direction, Finding, InspectionContext
+from isthmus.guard.prefilter import Prefilter
 
 __all__ = ["RULES", "IndirectInjectionRules", "InjectionRules", "Rule"]
 
@@ -149,22 +150,11 @@ def _decoded_payloads(text: str) -> list[tuple[int, int, str]]:
     return [(s, e, t) for s, e, t in out if t and sum(c.isprintable() for c in t) > 0.9 * len(t)]
 
 
-def _all_needles(rules: Sequence[Rule]) -> frozenset[str]:
-    return frozenset(n for rule in rules for n in rule.needles)
-
-
-def _run_rules(
-    text: str, direction: Direction, rules: Sequence[Rule], needles: frozenset[str]
-) -> list[Finding]:
-    """Every rule's matches; ``needles`` is every needle of ``rules`` (each is looked for
-    once, not once per rule that names it)."""
+def _run_rules(text: str, direction: Direction, rules: Prefilter[Rule]) -> list[Finding]:
     found: list[Finding] = []
     lowered = " ".join(text.lower().split())  # needles match across line breaks too
-    present = frozenset(n for n in needles if n in lowered)
-    for rule in rules:
+    for rule in rules.candidates(lowered):
         if direction not in rule.directions:
-            continue
-        if rule.needles and present.isdisjoint(rule.needles):
             continue
         for match in rule.pattern.finditer(text):
             found.append(Finding(rule.category, rule.id, match.start(), match.end(), rule.score))
@@ -176,12 +166,12 @@ class InjectionRules:
 
     name = "injection_rules"
     rules: tuple[Rule, ...] = tuple(r for r in RULES if r.category != "indirect_injection")
-    needles: frozenset[str] = _all_needles(rules)
+    prefilter: Prefilter[Rule] = Prefilter((rule, rule.needles) for rule in rules)
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
-        found = _run_rules(text, context.direction, self.rules, self.needles)
+        found = _run_rules(text, context.direction, self.prefilter)
         for start, end, decoded in _decoded_payloads(text):
-            for finding in _run_rules(decoded, context.direction, self.rules, self.needles):
+            for finding in _run_rules(decoded, context.direction, self.prefilter):
                 found.append(
                     Finding(
                         finding.category,
@@ -200,10 +190,10 @@ class IndirectInjectionRules:
 
     name = "indirect_rules"
     rules: tuple[Rule, ...] = RULES
-    needles: frozenset[str] = _all_needles(rules)
+    prefilter: Prefilter[Rule] = Prefilter((rule, rule.needles) for rule in rules)
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
-        found = _run_rules(text, "context", self.rules, self.needles)
+        found = _run_rules(text, "context", self.prefilter)
         return [
             Finding("indirect_injection", f.rule, f.start, f.end, f.score, f.detail) for f in found
         ]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from isthmus.guard.findings import Finding, InspectionContext
+from isthmus.guard.prefilter import Prefilter
 
 __all__ = ["UNSAFE_RULES", "UnsafeOutputInspector"]
 
@@ -63,8 +64,7 @@ _NEEDLES: dict[str, tuple[str, ...]] = {
 }
 """Literal substrings (of the lower-cased text) one of which every match of a rule contains:
 a rule is only tried on a text that holds one, so most text runs few of the patterns."""
-_ALL_NEEDLES = frozenset(n for needles in _NEEDLES.values() for n in needles)
-_RULE_NEEDLES = tuple((rule, pattern, frozenset(_NEEDLES[rule])) for rule, pattern in UNSAFE_RULES)
+_PREFILTER = Prefilter(((rule, pattern), _NEEDLES[rule]) for rule, pattern in UNSAFE_RULES)
 
 
 class UnsafeOutputInspector:
@@ -75,13 +75,10 @@ class UnsafeOutputInspector:
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
         out: list[Finding] = []
         lowered = text.lower()
-        if len(lowered) == len(text):
-            present = frozenset(n for n in _ALL_NEEDLES if n in lowered)
-        else:  # a few characters lower-case to two: try every rule
-            present = _ALL_NEEDLES
-        for rule, pattern, needles in _RULE_NEEDLES:
-            if needles.isdisjoint(present):
-                continue
+        rules = (  # a few characters lower-case to two: then try every rule
+            _PREFILTER.candidates(lowered) if len(lowered) == len(text) else _PREFILTER.items
+        )
+        for rule, pattern in rules:
             for match in pattern.finditer(text):
                 out.append(Finding("unsafe_output", rule, match.start(), match.end(), 0.9))
         return out

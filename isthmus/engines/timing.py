@@ -693,11 +693,7 @@ class EngineCore:
                 elif self.tokens:
                     events.append(Token(rid, seq.generated - 1))
             if seq.generated >= req.max_tokens:
-                usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
-                events.append(Done(rid, usage, now_s - seq.arrival_s))
-                del self._seqs[rid]
-                self.pool.release(seq.blocks)
-                seq.blocks = []
+                self._complete(seq, now_s, events)
                 finished = True
         if finished:
             self._running = [s for s in self._running if s.req.request_id in self._seqs]
@@ -738,17 +734,22 @@ class EngineCore:
         finished = False
         for token in tokens:
             seq = self._seqs[token.request_id]
-            req = seq.req
-            if seq.generated >= req.max_tokens:
-                usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
-                events.append(Done(req.request_id, usage, now_s - seq.arrival_s))
-                del self._seqs[req.request_id]
-                self.pool.release(seq.blocks)
-                seq.blocks = []
+            if seq.generated >= seq.req.max_tokens:
+                self._complete(seq, now_s, events)
                 finished = True
         if finished:
             self._running = [s for s in self._running if s.req.request_id in self._seqs]
         return events
+
+    def _complete(self, seq: _Seq, now_s: float, events: list[Event]) -> None:
+        """``seq`` has all its tokens: report it done, forget it and release its blocks (the
+        caller drops it from the running batch)."""
+        req = seq.req
+        usage = Usage(req.prompt_tokens, seq.generated, seq.cached_tokens or 0)
+        events.append(Done(req.request_id, usage, now_s - seq.arrival_s))
+        del self._seqs[req.request_id]
+        self.pool.release(seq.blocks)
+        seq.blocks = []
 
     # -- internals -------------------------------------------------------------------------
     def _grow(self, seq: _Seq, tokens: int) -> bool:

@@ -67,14 +67,7 @@ class PrefixIndex:
             return None
         last = len(hashes) - 1
         if not get(hashes[last], 0):  # deepest held level: holders are nonempty up to it
-            lo, hi = 0, last
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if get(hashes[mid], 0):
-                    lo = mid
-                else:
-                    hi = mid
-            last = lo
+            last = self._last_held(hashes, 0, last)
         masks: list[int] = []
         runs: list[float] = []
         if last < LINEAR_WALK_BLOCKS:
@@ -158,19 +151,26 @@ class PrefixIndex:
             self._drop_holder(block, endpoint)
         recency.clear()
 
-    def _add_holder(self, endpoint: int, hashes: Sequence[int], held: int) -> None:
-        """Set the endpoint's bit on ``hashes[held:]``. Blocks nobody holds form a suffix of
-        the chain (holders are nested along it); that suffix is set in one C-level update."""
-        holders = self._holders
-        get = holders.get
-        bit = 1 << endpoint
-        lo, hi = held - 1, len(hashes)  # the last block with holders, by bisection
+    def _last_held(self, hashes: Sequence[int], lo: int, hi: int) -> int:
+        """The last block of ``hashes`` with holders, by bisection, given that ``hashes[lo]``
+        has holders (or ``lo`` is -1) and ``hashes[hi]`` has none (or ``hi`` is past the end);
+        holders are nested along a chain, so the held blocks are a prefix."""
+        get = self._holders.get
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if get(hashes[mid], 0):
                 lo = mid
             else:
                 hi = mid
+        return lo
+
+    def _add_holder(self, endpoint: int, hashes: Sequence[int], held: int) -> None:
+        """Set the endpoint's bit on ``hashes[held:]``. Blocks nobody holds form a suffix of
+        the chain (holders are nested along it); that suffix is set in one C-level update."""
+        holders = self._holders
+        get = holders.get
+        bit = 1 << endpoint
+        hi = self._last_held(hashes, held - 1, len(hashes)) + 1
         for block in hashes[held:hi]:
             holders[block] = get(block, 0) | bit
         if hi < len(hashes):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -65,23 +66,32 @@ def attach(*pairs: Replica) -> None:
         state.fleet.attach(gateway.view.fleet)
 
 
+@contextlib.asynccontextmanager
+async def two_replicas(fabric: Fabric, namespace: str) -> AsyncIterator[tuple[Replica, Replica]]:
+    """Two attached replicas of the site, stopped afterwards (also when the test fails)."""
+    ra, rb = replica(fabric, namespace), replica(fabric, namespace)
+    attach(ra, rb)
+    try:
+        yield ra, rb
+    finally:
+        await ra[1].stop()
+        await rb[1].stop()
+
+
 @pytest.mark.slow
 def test_a_prefix_sent_by_one_replica_draws_the_others_requests(
     mini: Fabric, namespace: str
 ) -> None:
     async def scenario() -> None:
-        ra, rb = replica(mini, namespace), replica(mini, namespace)
-        (a, sa), (b, sb) = ra, rb
-        attach(ra, rb)
-        assert decide(b).chosen.endpoint == "par-llama"  # nearest, nothing cached anywhere
-        far = a.view.fleet.position["fra-llama"]
-        a.view.fleet.dispatched(far, 1000, HASHES, 0.0)  # A routed such a prompt to Frankfurt
-        a.view.fleet.finished(far)
-        await sync(ra, rb, now_s=100.0)
-        chosen = decide(b, now_s=100.0).chosen
-        assert chosen.endpoint == "fra-llama" and chosen.cached_tokens == 960
-        await sa.stop()
-        await sb.stop()
+        async with two_replicas(mini, namespace) as (ra, rb):
+            (a, _), (b, _) = ra, rb
+            assert decide(b).chosen.endpoint == "par-llama"  # nearest, nothing cached anywhere
+            far = a.view.fleet.position["fra-llama"]
+            a.view.fleet.dispatched(far, 1000, HASHES, 0.0)  # A routed such a prompt to Frankfurt
+            a.view.fleet.finished(far)
+            await sync(ra, rb, now_s=100.0)
+            chosen = decide(b, now_s=100.0).chosen
+            assert chosen.endpoint == "fra-llama" and chosen.cached_tokens == 960
 
     asyncio.run(scenario())
 
@@ -89,23 +99,20 @@ def test_a_prefix_sent_by_one_replica_draws_the_others_requests(
 @pytest.mark.slow
 def test_in_flight_load_is_the_sum_seen_by_both(mini: Fabric, namespace: str) -> None:
     async def scenario() -> None:
-        ra, rb = replica(mini, namespace), replica(mini, namespace)
-        (a, sa), (b, sb) = ra, rb
-        attach(ra, rb)
-        fa, fb = a.view.fleet, b.view.fleet
-        par = fa.position["par-llama"]
-        for _ in range(3):
-            fa.dispatched(par, 0, (), 0.0)
-        for _ in range(2):
-            fb.dispatched(par, 0, (), 0.0)
-        await sync(ra, rb)
-        assert fa.in_flight[par] == fb.in_flight[par] == 5
-        for _ in range(3):
-            fa.finished(par)
-        await sync(ra, rb)
-        assert fa.in_flight[par] == fb.in_flight[par] == 2
-        await sa.stop()
-        await sb.stop()
+        async with two_replicas(mini, namespace) as (ra, rb):
+            (a, _), (b, _) = ra, rb
+            fa, fb = a.view.fleet, b.view.fleet
+            par = fa.position["par-llama"]
+            for _ in range(3):
+                fa.dispatched(par, 0, (), 0.0)
+            for _ in range(2):
+                fb.dispatched(par, 0, (), 0.0)
+            await sync(ra, rb)
+            assert fa.in_flight[par] == fb.in_flight[par] == 5
+            for _ in range(3):
+                fa.finished(par)
+            await sync(ra, rb)
+            assert fa.in_flight[par] == fb.in_flight[par] == 2
 
     asyncio.run(scenario())
 
@@ -115,20 +122,17 @@ def test_prefill_work_queued_by_one_replica_delays_the_others_predictions(
     mini: Fabric, namespace: str
 ) -> None:
     async def scenario() -> None:
-        ra, rb = replica(mini, namespace), replica(mini, namespace)
-        (a, sa), (b, sb) = ra, rb
-        attach(ra, rb)
-        par = a.view.fleet.position["par-llama"]
-        ticket = a.view.fleet.dispatched(par, 50_000, (), 10.0)
-        await sync(ra, rb, now_s=10.0)
-        assert b.view.fleet.pending_tokens(par, 10.0) == pytest.approx(50_000)
-        assert decide(b, now_s=10.0).chosen.endpoint != "par-llama"
-        # A's first token shows all that work done: B's queue empties too
-        a.view.fleet.first_token(par, ticket, 10.0, 10.0, now_s=10.5)
-        await sync(ra, rb, now_s=10.5)
-        assert b.view.fleet.pending_tokens(par, 10.5) == pytest.approx(0.0)
-        await sa.stop()
-        await sb.stop()
+        async with two_replicas(mini, namespace) as (ra, rb):
+            (a, _), (b, _) = ra, rb
+            par = a.view.fleet.position["par-llama"]
+            ticket = a.view.fleet.dispatched(par, 50_000, (), 10.0)
+            await sync(ra, rb, now_s=10.0)
+            assert b.view.fleet.pending_tokens(par, 10.0) == pytest.approx(50_000)
+            assert decide(b, now_s=10.0).chosen.endpoint != "par-llama"
+            # A's first token shows all that work done: B's queue empties too
+            a.view.fleet.first_token(par, ticket, 10.0, 10.0, now_s=10.5)
+            await sync(ra, rb, now_s=10.5)
+            assert b.view.fleet.pending_tokens(par, 10.5) == pytest.approx(0.0)
 
     asyncio.run(scenario())
 
@@ -136,17 +140,14 @@ def test_prefill_work_queued_by_one_replica_delays_the_others_predictions(
 @pytest.mark.slow
 def test_a_silent_replica_s_load_expires(mini: Fabric, namespace: str) -> None:
     async def scenario() -> None:
-        ra, rb = replica(mini, namespace), replica(mini, namespace)
-        (a, sa), (b, sb) = ra, rb
-        attach(ra, rb)
-        par = a.view.fleet.position["par-llama"]
-        a.view.fleet.dispatched(par, 0, (), 0.0)
-        await sync(ra, rb)
-        assert b.view.fleet.in_flight[par] == 1
-        await sb.fleet.sync_once(b.view.fleet, sb.fleet.expiry_s + 1.0)  # A died: no heartbeat
-        assert b.view.fleet.in_flight[par] == 0 and sb.fleet.peers == ()
-        await sa.stop()
-        await sb.stop()
+        async with two_replicas(mini, namespace) as (ra, rb):
+            (a, _), (b, sb) = ra, rb
+            par = a.view.fleet.position["par-llama"]
+            a.view.fleet.dispatched(par, 0, (), 0.0)
+            await sync(ra, rb)
+            assert b.view.fleet.in_flight[par] == 1
+            await sb.fleet.sync_once(b.view.fleet, sb.fleet.expiry_s + 1.0)  # A died: no heartbeat
+            assert b.view.fleet.in_flight[par] == 0 and sb.fleet.peers == ()
 
     asyncio.run(scenario())
 

@@ -3,8 +3,9 @@
 Each endpoint has an LRU set of chained block hashes (the hash of block *i* covers blocks
 0..i, so a matched hash implies the whole prefix before it is matched too), sized from the
 engine's cache capacity. An inverted map from hash to a bitmask of the endpoints holding it
-makes a lookup cost O(prefix blocks matched), not O(endpoints): the walk along the request's
-chain keeps only the endpoints still matching, and stops when none is left.
+makes a lookup cost O(log n) dict lookups per distinct holder set along an n-block chain
+(``runs``), not O(endpoints); the bitmasks become per-endpoint depths only at the end
+(``match_levels``), densely by numpy or bit by bit, whichever is cheaper for the holders.
 
 Invariants: an endpoint never holds more than ``capacity_blocks`` hashes; the inverted map and
 the per-endpoint LRUs always agree; the blocks an endpoint holds of any chain are a prefix of
@@ -27,8 +28,10 @@ import numpy.typing as npt
 
 __all__ = ["PrefixIndex"]
 
-LINEAR_WALK_BLOCKS = 48
-"""Below this many held levels a plain walk is cheaper than bisection."""
+SPARSE_HOLDERS = 8
+"""A run held by at most this many endpoints has them set one by one in Python (0.15-0.2 us
+each); denser runs are unpacked by numpy (2.5 us for the first, 3-4 us for several, on 500
+endpoints). Eight is about where the two cost the same."""
 
 
 class PrefixIndex:
@@ -51,66 +54,106 @@ class PrefixIndex:
         return bool(self._holders.get(block, 0) >> endpoint & 1)
 
     def match(self, hashes: Sequence[int]) -> npt.NDArray[np.float64] | None:
-        """Matched prefix length in blocks for every endpoint (``None`` if nobody matches).
+        """Matched prefix length in blocks for every endpoint (``None`` if nobody matches)."""
+        found = self.match_levels(hashes)
+        if found is None:
+            return None
+        levels, depths = found
+        depth: npt.NDArray[np.float64] = np.asarray(depths, dtype=np.float64)[levels]
+        return depth
+
+    def match_levels(
+        self, hashes: Sequence[int], endpoints: npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.integer[Any]], list[int]] | None:
+        """The matched prefix of ``endpoints`` (default: all, in order) as ``(levels, depths)``:
+        endpoint ``endpoints[k]`` matches ``depths[levels[k]]`` blocks; ``None`` if nobody
+        matches. ``depths`` has one entry per distinct matched length (``depths[0]`` is 0), so
+        a caller can compute anything that depends on the depth once per distinct value and
+        spread it with one ``take``.
+
+        The holders of the chain's runs are nested (see ``runs``), so an endpoint's level is
+        the number of runs it holds, and the runs held by more than ``SPARSE_HOLDERS``
+        endpoints (typically one: a system prompt most replicas hold) come first. Those are
+        unpacked by numpy; the endpoints of the sparse ones (usually the replica or two that
+        served the conversation before) are set one by one."""
+        runs = self.runs(hashes)
+        if not runs:
+            return None
+        depths = [0]
+        for _, blocks in runs:
+            depths.append(depths[-1] + blocks)
+        dense = [mask for mask, _ in runs if mask.bit_count() > SPARSE_HOLDERS]
+        if len(dense) == 1:
+            levels = self._unpack(dense[0])
+        elif dense:
+            levels = self._unpack_many(dense).sum(axis=0, dtype=np.intp)
+        else:
+            levels = np.zeros(self._bytes * 8, dtype=np.uint8)
+        if len(runs) >= 255:  # more levels than a uint8 counts
+            levels = levels.astype(np.intp)
+        if len(dense) < len(runs):
+            # an endpoint of the outermost sparse run holds all the dense ones, and the inner
+            # sparse runs it is in
+            outer = runs[len(dense)][0]
+            inner = [mask for mask, _ in runs[len(dense) + 1 :]]
+            base = len(dense) + 1
+            while outer:
+                low = outer & -outer
+                endpoint = low.bit_length() - 1
+                level = base
+                for mask in inner:
+                    level += mask >> endpoint & 1
+                levels[endpoint] = level
+                outer ^= low
+        return (levels[: self._n] if endpoints is None else levels[endpoints]), depths
+
+    def runs(self, hashes: Sequence[int]) -> list[tuple[int, int]]:
+        """The chain's matched prefix as runs of equal holders, outermost first: ``(bitmask of
+        the endpoints holding the run, blocks in the run)``; empty if nobody holds block 0.
 
         Because a held block always comes with the prefix before it (see ``record``), the sets
-        of holders along a chain are nested: ``holders(h[d+1]) ⊆ holders(h[d])``. So the set at
-        each depth is just the holders of that block, equal sets bracket equal runs, and the
-        runs are found by bisection: O(k log n) lookups for k distinct depths over an n-block
-        prompt (short prompts are walked block by block), then one matrix product over their bits.
+        of holders along a chain are nested: ``holders(h[d+1]) ⊆ holders(h[d])``. So each run's
+        holders are a strict subset of the previous run's, an endpoint's matched depth is the
+        total length of the runs it holds, and each run's end is found by bisection: O(k log n)
+        lookups for k runs over an n-block prompt.
         """
         get = self._holders.get
         if not hashes:
-            return None
-        first = get(hashes[0], 0)
-        if not first:
-            return None
+            return []
+        mask = get(hashes[0], 0)
+        if not mask:
+            return []
         last = len(hashes) - 1
-        if not get(hashes[last], 0):  # deepest held level: holders are nonempty up to it
+        last_mask = get(hashes[last], 0)
+        if not last_mask:  # the deepest held block: holders are nonempty up to it
             last = self._last_held(hashes, 0, last)
-        masks: list[int] = []
-        runs: list[float] = []
-        if last < LINEAR_WALK_BLOCKS:
-            self._walk(hashes, last, masks, runs)
-        else:
-            self._bisect(hashes, first, last, masks, runs)
-        size = self._bytes
-        raw = np.frombuffer(b"".join(m.to_bytes(size, "little") for m in masks), dtype=np.uint8)
-        bits = np.unpackbits(raw, bitorder="little").reshape(len(masks), size * 8)[:, : self._n]
-        return np.asarray(runs, dtype=np.float64) @ bits
-
-    def _walk(self, hashes: Sequence[int], last: int, masks: list[int], runs: list[float]) -> None:
-        get = self._holders.get
-        current = get(hashes[0], 0)
-        run = 0
-        for block in hashes[: last + 1]:
-            mask = get(block, 0)
-            if mask != current:
-                masks.append(current)
-                runs.append(run)
-                current, run = mask, 0
-            run += 1
-        masks.append(current)
-        runs.append(run)
-
-    def _bisect(
-        self, hashes: Sequence[int], first: int, last: int, masks: list[int], runs: list[float]
-    ) -> None:
-        get = self._holders.get
-        stack = [(0, first, last, get(hashes[last], 0))]
-        while stack:
-            lo, low_mask, hi, high_mask = stack.pop()
-            if low_mask == high_mask:
-                masks.append(low_mask)
-                runs.append(hi - lo + 1)
-            elif hi - lo == 1:
-                masks.extend((low_mask, high_mask))
-                runs.extend((1, 1))
-            else:
+            last_mask = get(hashes[last], 0) if last else mask
+        runs = []
+        start = 0
+        while mask != last_mask:
+            # hashes[lo] is held by ``mask``, hashes[hi] (held by ``hi_mask``) is not
+            lo, hi, hi_mask = start, last, last_mask
+            while hi - lo > 1:
                 mid = (lo + hi) // 2
                 mid_mask = get(hashes[mid], 0)
-                stack.append((mid, mid_mask, hi, high_mask))
-                stack.append((lo, low_mask, mid - 1, get(hashes[mid - 1], 0)))
+                if mid_mask == mask:
+                    lo = mid
+                else:
+                    hi, hi_mask = mid, mid_mask
+            runs.append((mask, lo - start + 1))
+            start, mask = hi, hi_mask
+        runs.append((mask, last - start + 1))
+        return runs
+
+    def _unpack(self, mask: int) -> npt.NDArray[np.uint8]:
+        """One bit per endpoint, as a new uint8 array (padded to whole bytes)."""
+        raw = np.frombuffer(mask.to_bytes(self._bytes, "little"), dtype=np.uint8)
+        return np.unpackbits(raw, bitorder="little")
+
+    def _unpack_many(self, masks: list[int]) -> npt.NDArray[np.uint8]:
+        size = self._bytes
+        raw = np.frombuffer(b"".join(m.to_bytes(size, "little") for m in masks), dtype=np.uint8)
+        return np.unpackbits(raw.reshape(len(masks), size), axis=1, bitorder="little")
 
     def record(self, endpoint: int, hashes: Sequence[int]) -> None:
         """The endpoint is about to hold this prompt's blocks. The first block becomes the most
@@ -155,10 +198,10 @@ class PrefixIndex:
         """The last block of ``hashes`` with holders, by bisection, given that ``hashes[lo]``
         has holders (or ``lo`` is -1) and ``hashes[hi]`` has none (or ``hi`` is past the end);
         holders are nested along a chain, so the held blocks are a prefix."""
-        get = self._holders.get
+        holders = self._holders  # masks are never 0: a block nobody holds is not a key
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if get(hashes[mid], 0):
+            if hashes[mid] in holders:
                 lo = mid
             else:
                 hi = mid

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import pairwise
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,3 +168,65 @@ def test_index_state_equals_the_reference(capacity: list[int], ops: list) -> Non
             assert {block for block in seen if index.holds(e, block)} == set(lru)
         for probe in chains[-5:]:
             assert depths(index, probe) == reference.depths(probe)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 39),
+            st.lists(st.integers(0, 2), min_size=0, max_size=25),  # a conversation's path
+            st.booleans(),  # whether it starts with the shared system prompt
+        ),
+        max_size=60,
+    ),
+    st.lists(st.integers(0, 2), min_size=0, max_size=25),
+    st.booleans(),
+    st.lists(st.integers(0, 39), max_size=40),
+    st.integers(4, 60),
+)
+def test_levels_spread_the_depths_of_any_endpoints(
+    ops: list[tuple[int, list[int], bool]],
+    probe_path: list[int],
+    probe_system: bool,
+    endpoints: list[int],
+    capacity: int,
+) -> None:
+    # 40 endpoints, most holding a 6-block system prompt: runs held by many endpoints (unpacked
+    # by numpy) and by a few (set endpoint by endpoint), several of each, spread over 5 bytes
+    def chain(path: list[int], system: bool) -> list[int]:
+        return trie_chain(([9] * 6 if system else []) + path)
+
+    index, reference = PrefixIndex([capacity] * 40), ReferenceIndex([capacity] * 40)
+    for e in range(0, 40, 2):
+        index.record(e, chain([], True))
+        reference.record(e, chain([], True))
+    for endpoint, path, system in ops:
+        index.record(endpoint, chain(path, system))
+        reference.record(endpoint, chain(path, system))
+    probe = chain(probe_path, probe_system)
+    expected = reference.depths(probe)
+    assert depths(index, probe) == expected
+    found = index.match_levels(probe, np.array(endpoints, dtype=np.int64))
+    if found is None:
+        assert not expected
+    else:
+        levels, by_level = found
+        assert [by_level[level] for level in levels] == [expected.get(e, 0) for e in endpoints]
+    runs = index.runs(probe)
+    for (outer, _), (inner, _) in pairwise(runs):
+        assert inner & outer == inner and inner != outer  # strictly nested holders
+    for e in range(40):
+        assert sum(blocks for mask, blocks in runs if mask >> e & 1) == expected.get(e, 0)
+
+
+def test_levels_beyond_what_a_byte_counts() -> None:
+    # 300 endpoints each holding a different length of one chain: 300 runs, 300 levels
+    index = PrefixIndex([1000] * 300)
+    chain = trie_chain(list(range(300)))
+    for e in range(300):
+        index.record(e, chain[: e + 1])
+    found = index.match_levels(chain)
+    assert found is not None
+    levels, by_level = found
+    assert [by_level[level] for level in levels] == list(range(1, 301))

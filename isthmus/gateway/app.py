@@ -629,6 +629,9 @@ class Gateway:
         parsed: ParsedRequest,
         outcome: _Outcome,
     ) -> bool:
+        """Pass a whole response on. The client gets it as soon as it is read (and inspected);
+        the bookkeeping (fleet state, usage, metrics) follows the write, off the client's
+        critical path: the write does not yield, so no other request routes in between."""
         fleet = self.view.fleet
         i = attempt.endpoint
         try:
@@ -639,39 +642,53 @@ class Gateway:
         finally:
             response.release()
         elapsed = self.clock() - attempt.started
+        status = response.status
+        content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        try:
+            if status == 200:
+                try:
+                    body = await self._inspect_response(outcome.tenant, parsed, body)
+                except ApiError:
+                    outcome.status = "guard_blocked"
+                    raise
+            await self._send(send, status, body, content_type, self._decision_headers(attempt))
+        finally:
+            if status == 200:
+                self._settle_plain(attempt, body, elapsed, parsed, outcome)
+            else:
+                # a 4xx from the upstream is the request's fault: pass it through, no failover
+                fleet.failed(i, attempt.uncached, now_s=self.clock())
+                outcome.status = f"http_{status}"
+        return True
+
+    def _settle_plain(
+        self,
+        attempt: _Attempt,
+        body: bytes,
+        elapsed_s: float,
+        parsed: ParsedRequest,
+        outcome: _Outcome,
+    ) -> None:
+        """A 200 came back whole: learn its TTFT, settle its usage, free its slot."""
+        fleet = self.view.fleet
+        i = attempt.endpoint
         info = fleet.infos[i]
         usage: dict[str, Any] | None = None
-        status = response.status
-        if status == 200:
-            try:
-                data = orjson.loads(body)
-                usage = data.get("usage") if isinstance(data, dict) else None
-            except orjson.JSONDecodeError:
-                usage = None
-            output = int((usage or {}).get("completion_tokens") or 0)
-            # without a stream the first token is not seen: subtract the modelled decode time
-            ttft_s = max(0.0, elapsed - output / info.decode_tokens_per_s)
-            fleet.first_token(
-                i, attempt.ticket, attempt.predicted_ms, ttft_s * 1000.0, self.clock()
-            )
-            self.metrics.observe_ttft(info.name, info.site, info.model, ttft_s)
-            self._settle_usage(attempt, usage, outcome, parsed, output)
-            self._succeeded(attempt)
+        try:
+            data = orjson.loads(body)
+            usage = data.get("usage") if isinstance(data, dict) else None
+        except orjson.JSONDecodeError:
+            usage = None
+        output = int((usage or {}).get("completion_tokens") or 0)
+        # without a stream the first token is not seen: subtract the modelled decode time
+        ttft_s = max(0.0, elapsed_s - output / info.decode_tokens_per_s)
+        fleet.first_token(i, attempt.ticket, attempt.predicted_ms, ttft_s * 1000.0, self.clock())
+        self.metrics.observe_ttft(info.name, info.site, info.model, ttft_s)
+        self._settle_usage(attempt, usage, outcome, parsed, output)
+        self._succeeded(attempt)
+        fleet.finished(i)
+        if outcome.status != "guard_blocked":
             outcome.status = "ok"
-        else:
-            # a 4xx from the upstream is the request's fault: pass it through, no failover
-            fleet.failed(i, attempt.uncached, now_s=self.clock())
-            outcome.status = f"http_{status}"
-        if status == 200:
-            fleet.finished(i)
-            try:
-                body = await self._inspect_response(outcome.tenant, parsed, body)
-            except ApiError:
-                outcome.status = "guard_blocked"
-                raise
-        content_type = response.headers.get("content-type", "application/json").encode("latin-1")
-        await self._send(send, status, body, content_type, self._decision_headers(attempt))
-        return True
 
     async def _stream(
         self,

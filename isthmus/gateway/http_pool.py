@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ssl
 from dataclasses import dataclass, field
 from typing import cast
@@ -63,9 +64,14 @@ class Origin:
 
     @property
     def host_header(self) -> bytes:
-        default = 443 if self.scheme == "https" else 80
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return (host if self.port == default else f"{host}:{self.port}").encode("idna")
+        return _host_header(self)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_header(origin: Origin) -> bytes:
+    default = 443 if origin.scheme == "https" else 80
+    host = origin.host if ":" not in origin.host else f"[{origin.host}]"
+    return (host if origin.port == default else f"{host}:{origin.port}").encode("idna")
 
 
 def _delimited_by_close(headers: dict[str, str]) -> bool:

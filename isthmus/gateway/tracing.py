@@ -29,12 +29,25 @@ class _NullSpan:
         return None
 
 
-class NullTracer:
+class _NullContext:
+    """A reusable context manager yielding the null span (a generator-based one would cost a
+    generator and its frame per request)."""
+
+    __slots__ = ()
     _span = _NullSpan()
 
-    @contextlib.contextmanager
-    def span(self, name: str, **attributes: Any) -> Iterator[Span]:
-        yield self._span
+    def __enter__(self) -> Span:
+        return self._span
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class NullTracer:
+    _context = _NullContext()
+
+    def span(self, name: str, **attributes: Any) -> contextlib.AbstractContextManager[Span]:
+        return self._context
 
 
 class _OtelTracer:

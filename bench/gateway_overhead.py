@@ -5,11 +5,13 @@ for the machine as a whole, loadgen included):
 
 - upstream: ``python -m isthmus.engines.emulator --timing none`` (answers at once; shared);
 - ``direct``: the loadgen calls the upstream itself — the floor, loadgen cost included;
-- ``isthmus-uvicorn``: the Isthmus gateway on uvicorn + uvloop + httptools
-  (``bench/serve_gateway.py``; the full request path: key, checks, admission, ``route()``,
-  pooled upstream client, metrics; decision log and health checks off);
-- ``isthmus-uvicorn-guard``: the same with inspection on (the default guard policy on the
-  prompt and the response: injection classifier, PII, secrets, URLs, output filters);
+- ``isthmus``: the Isthmus gateway on its own HTTP/1.1 server (``isthmus.gateway.http_server``:
+  asyncio protocols on uvloop, httptools' parser; ``bench/serve_gateway.py``, the code path of
+  ``isthmus up`` and ``isthmus gateway``; the full request path: key, checks, admission,
+  ``route()``, pooled upstream client, metrics; decision log and health checks off);
+- ``isthmus-guard``: the same with inspection on (the default guard policy on the prompt and
+  the response: injection classifier, PII, secrets, URLs, output filters);
+- ``isthmus-uvicorn``: the same gateway on uvicorn + uvloop + httptools (``--skip-uvicorn``);
 - ``isthmus-granian``: the same gateway on granian (Rust HTTP, ASGI, uvloop; needs
   ``pip install granian`` in .venv, else ``--skip-granian``);
 - ``nginx``: a plain reverse proxy (Debian package; keep-alive upstream pool, buffering off,
@@ -594,7 +596,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def verdicts(grid: dict[str, Any], steps: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("isthmus-uvicorn", "isthmus-uvicorn-guard", "isthmus-granian"):
+    for name in ("isthmus", "isthmus-guard", "isthmus-uvicorn", "isthmus-granian"):
         if name not in grid:
             continue
         point = grid[name]["plain"].get("500", {})
@@ -768,6 +770,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-nginx", action="store_true")
     parser.add_argument("--skip-granian", action="store_true")
     parser.add_argument(
+        "--skip-uvicorn", action="store_true", help="skip the gateway on uvicorn (a comparison)"
+    )
+    parser.add_argument(
         "--skip-guard", action="store_true", help="skip the gateway with inspection on"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
@@ -839,12 +844,14 @@ def _run(
     port = upstream.info["port"]
     proxies: list[Proxy] = []
     starters: list[tuple[str, Any]] = [
-        ("isthmus-uvicorn", lambda: start_isthmus(children, port, "uvicorn"))
+        ("isthmus", lambda: start_isthmus(children, port, "isthmus"))
     ]
     if not args.skip_guard:
         starters.append(
-            ("isthmus-uvicorn-guard", lambda: start_isthmus(children, port, "uvicorn", guard=True))
+            ("isthmus-guard", lambda: start_isthmus(children, port, "isthmus", guard=True))
         )
+    if not args.skip_uvicorn:
+        starters.append(("isthmus-uvicorn", lambda: start_isthmus(children, port, "uvicorn")))
     if not args.skip_granian:
         starters.append(("isthmus-granian", lambda: start_isthmus(children, port, "granian")))
     if not args.skip_nginx:

@@ -1,7 +1,7 @@
 """The parties of the gateway-overhead benchmark, each its own process: start, check, stop.
 
 - the upstream: the emulated engine in zero mode (``--timing none``);
-- the Isthmus gateway (``bench/serve_gateway.py``) on uvicorn or granian;
+- the Isthmus gateway (``bench/serve_gateway.py``) on its own HTTP server, uvicorn or granian;
 - nginx as a plain reverse proxy: its config generated into a temporary prefix, run in the
   foreground as a child (no root config, no daemon);
 - LiteLLM proxy from its own virtualenv (``bench/.venvs/litellm``, made on first use).
@@ -197,7 +197,7 @@ def start_isthmus(
     port = free_port()
     cmd = [PYTHON, str(BENCH / "serve_gateway.py"), "--port", str(port)]
     cmd += ["--upstream-port", str(upstream_port), "--server", server]
-    name = f"isthmus-{server}"
+    name = "isthmus" if server == "isthmus" else f"isthmus-{server}"
     if guard:
         cmd.append("--guard")
         name += "-guard"

@@ -155,9 +155,12 @@ def test_tokens_arrive_at_modelled_times_with_network_delay(emulators: RunningFl
             if ch.choices and ch.choices[0].delta.content:
                 stamps.append(time.perf_counter() - start)
     assert len(stamps) == 10
-    assert 0.029 <= stamps[0] < 0.15  # RTT 20 ms + one ~10 ms prefill step
-    gaps = (stamps[-1] - stamps[0]) / 9
-    assert 0.0095 <= gaps < 0.02  # ~10 ms per decode step
+    # Token k is due at RTT 20 ms + one ~10 ms prefill step + k decode steps of 10 ms. The
+    # emulator never sends a token early, so the lower bounds are exact; a busy machine can only
+    # make tokens late (and a late token lets the next ones catch up), so the upper bound is loose.
+    for k, stamp in enumerate(stamps):
+        assert stamp >= 0.029 + k * 0.0095, (k, stamps)
+    assert stamps[-1] < 0.5
 
 
 def test_zero_mode_answers_at_once(emulators: RunningFleet) -> None:

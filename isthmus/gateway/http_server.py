@@ -275,6 +275,8 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        # keep-alive: one timer per connection, re-armed only when it fires (not per request)
+        self._idle_since: float | None = None  # None while a request is being served
         self._idle: asyncio.TimerHandle | None = None
         self._client: tuple[str, int] | None = None
         self._server_addr: tuple[str, int] | None = None
@@ -336,9 +338,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -478,9 +478,20 @@ class _Connection(asyncio.Protocol):
         return False  # the client finished: close the connection
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = self.loop.call_later(self.server.keep_alive_s, self.close)
+        self._idle_since = self.loop.time()
+        if self._idle is None:
+            self._idle = self.loop.call_later(self.server.keep_alive_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Close a connection idle for ``keep_alive_s``; otherwise look again when it could be."""
+        self._idle = None
+        if self.lost or self.discarding or self._idle_since is None:
+            return  # closed, lingering (its own timer), or busy (re-armed when idle again)
+        left = self._idle_since + self.server.keep_alive_s - self.loop.time()
+        if left <= 0:
+            self.close()
+        else:
+            self._idle = self.loop.call_later(left, self._idle_check)
 
     def _refuse(self, status: int, message: str, code: str) -> None:
         exchange = self.exchanges[0] if self.exchanges else None

@@ -370,3 +370,18 @@ def test_stop_lets_requests_in_flight_finish_and_runs_the_lifespan_shutdown() ->
         assert events == ["lifespan.startup", "lifespan.shutdown"]
 
     run(main())
+
+
+def test_idle_keep_alive_connections_close_and_busy_ones_stay() -> None:
+    async def main() -> None:
+        served = await start(echo, keep_alive_s=0.3)
+        reader, writer = await served.connect()
+        for k in range(6):  # 0.6 s of use, never 0.3 s idle
+            writer.write(post(f"/k{k}", b"{}"))
+            assert (await read_response(reader))[0] == 200
+            await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # then closed once idle
+        writer.close()
+        await served.server.stop()
+
+    run(main())

@@ -1,0 +1,152 @@
+"""The guard's CPU per request for the gateway benchmark's request shape, in process.
+
+``bench/gateway_overhead.py`` sends one chat request ("Say something short.", ``max_tokens``
+8) through the gateway with the default guard policy on (``bench/serve_gateway.py --guard``);
+this script times, in one thread and without any network, the guard calls the gateway makes
+for it — the fixed per-request cost of inspection, which detection work on a 4-word prompt
+does not explain:
+
+- ``inspect_request``: ``Guard.inspect_request`` with that one user message and
+  ``max_output_tokens=8`` (``Gateway._inspect_request``);
+- ``plain_output``: ``Guard.inspect_output`` on an 8-token answer (``_inspect_response``);
+- ``streamed_output``: ``Guard.output_filter`` wrapped in ``GuardedStream`` and fed the same
+  answer as the emulator streams it, one upstream read per SSE event (8 token events, the
+  finish event, ``[DONE]``), as ``Gateway._stream`` does;
+- ``streamed_output_one_read``: the same stream arriving in a single read (what the
+  zero-timing emulator's short answers look like to the gateway).
+
+The guard is built as the benchmark builds it: ``Guard(GuardPolicy())``, no content hasher.
+Each figure is CPU µs per call (the measuring thread's CPU time, which other processes on a
+shared machine inflate less than wall time): the median and the minimum over ``--repeats``
+repeats of ``--iterations`` calls each. To compare two versions, run both back to back.
+
+    .venv/bin/python bench/guard_request_cost.py [--iterations 3000] [--repeats 9]
+
+Writes ``bench/results/guard_request_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from isthmus.engines.emulator.protocol import Generation  # noqa: E402
+from isthmus.engines.emulator.responses import (  # noqa: E402
+    DONE,
+    StreamChunks,
+    filler_token,
+)
+from isthmus.gateway.sse_guard import GuardedStream  # noqa: E402
+from isthmus.guard import Guard, GuardPolicy  # noqa: E402
+
+TENANT = "bench"
+PROMPT = "Say something short."
+MAX_TOKENS = 8
+SEED = 3
+
+
+def answer_tokens() -> list[str]:
+    """The emulator's 8-token answer, token by token."""
+    return [filler_token(SEED, i) for i in range(MAX_TOKENS)]
+
+
+def sse_events() -> list[bytes]:
+    """The answer as the emulator streams it: one SSE event per token, the finish, [DONE]."""
+    generation = Generation("chat", "zero", PROMPT.split(), MAX_TOKENS, True, True, False)
+    chunks = StreamChunks(generation, "bench1")
+    events = [chunks.token(text, i == 0) for i, text in enumerate(answer_tokens())]
+    return [*events, chunks.finish("length"), DONE]
+
+
+def calls(guard: Guard) -> dict[str, Callable[[], object]]:
+    """One gateway request's guard work for each case (see the module docstring)."""
+    messages = [{"role": "user", "content": PROMPT}]
+    text = "".join(answer_tokens())
+    events = sse_events()
+    whole = b"".join(events)
+
+    def inspect_request() -> object:
+        return guard.inspect_request(TENANT, messages, tools=None, max_output_tokens=MAX_TOKENS)
+
+    def plain_output() -> object:
+        return guard.inspect_output(TENANT, text)
+
+    def streamed_output() -> object:
+        stream = GuardedStream(guard.output_filter(TENANT), "chat")
+        return [stream.feed(event) for event in events]
+
+    def streamed_output_one_read() -> object:
+        return GuardedStream(guard.output_filter(TENANT), "chat").feed(whole)
+
+    return {
+        "inspect_request": inspect_request,
+        "plain_output": plain_output,
+        "streamed_output": streamed_output,
+        "streamed_output_one_read": streamed_output_one_read,
+    }
+
+
+def time_call(call: Callable[[], object], iterations: int, repeats: int) -> dict[str, float]:
+    """CPU µs per call: median and minimum over repeats of ``iterations`` calls."""
+    for _ in range(min(iterations, 500)):  # warm caches (per-tenant settings, lazy imports)
+        call()
+    per_call: list[float] = []
+    for _ in range(repeats):
+        started = time.thread_time_ns()
+        for _ in range(iterations):
+            call()
+        per_call.append((time.thread_time_ns() - started) / iterations / 1000.0)
+    return {
+        "median_us": round(statistics.median(per_call), 2),
+        "min_us": round(min(per_call), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "guard_request_cost.json"
+    )
+    args = parser.parse_args()
+    guard = Guard(GuardPolicy())
+    figures: dict[str, Any] = {}
+    for name, call in calls(guard).items():
+        figures[name] = time_call(call, args.iterations, args.repeats)
+        print(
+            f"{name:26s} median {figures[name]['median_us']:8.1f} µs   "
+            f"min {figures[name]['min_us']:8.1f} µs",
+            flush=True,
+        )
+    results = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
+        "request": {"prompt": PROMPT, "max_output_tokens": MAX_TOKENS, "answer_tokens": 8},
+        "iterations": args.iterations,
+        "repeats": args.repeats,
+        "us_per_call": figures,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

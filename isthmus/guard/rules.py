@@ -129,10 +129,13 @@ RULES: tuple[Rule, ...] = (
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 _HEX = re.compile(r"[0-9a-fA-F]{2}(?:[ ]?[0-9a-fA-F]{2}){15,}(?![0-9a-fA-F])")
+_MIN_PAYLOAD_CHARS = 24  # the shortest _BASE64 match (a _HEX one is at least 32)
 
 
 def _decoded_payloads(text: str) -> list[tuple[int, int, str]]:
     """Printable text hidden in base64 or hex runs, with the run's span."""
+    if len(text) < _MIN_PAYLOAD_CHARS:
+        return []
     out: list[tuple[int, int, str]] = []
     for match in _BASE64.finditer(text):
         raw = match.group()

@@ -19,13 +19,18 @@ from isthmus.guard.normalize import normalize
 
 __all__ = ["UrlInspector", "host_matches", "lookalike_of"]
 
+_TLDS = (
+    r"(?:com|net|org|info|biz|io|co|xyz|top|app|dev|online|site|club|shop|live|link|click|"
+    r"zip|mov|ru|cn|tk|ml|ga|cf|gq|de|fr|uk|eu|us|ai)\b"
+)
 _URL = re.compile(
     r"(?i)\b(?:https?|ftp|wss?)://[^\s<>\"'`)\]}]+"
     r"|\bwww\.[^\s<>\"'`)\]}]+"
-    r"|(?<![@\w./-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
-    r"(?:com|net|org|info|biz|io|co|xyz|top|app|dev|online|site|club|shop|live|link|click|"
-    r"zip|mov|ru|cn|tk|ml|ga|cf|gq|de|fr|uk|eu|us|ai)\b(?:/[^\s<>\"'`)\]}]*)?"
+    r"|(?<![@\w./-])(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+" + _TLDS + r"(?:/[^\s<>\"'`)\]}]*)?"
 )
+_URL_MARK = re.compile(r"(?i)://|\bwww\.|\." + _TLDS)
+"""What every ``_URL`` match holds — a scheme's ``://``, ``www.``, or a dot before a top-level
+domain — and is cheaper to look for: a text without it has no link (most prose)."""
 _SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu"}
 _BAIT = ("login", "secure", "account", "verify", "support")
 _DIGIT_FOLD = str.maketrans({"0": "o", "1": "l", "3": "e", "5": "s", "4": "a", "7": "t"})
@@ -117,6 +122,8 @@ class UrlInspector:
 
     def inspect(self, text: str, context: InspectionContext) -> Sequence[Finding]:
         if "." not in text and ":" not in text:
+            return ()  # the cheapest look: no link without one of these
+        if not _URL_MARK.search(text):
             return ()
         out: list[Finding] = []
         for match in _URL.finditer(text):

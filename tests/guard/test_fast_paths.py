@@ -1,8 +1,9 @@
 """Every shortcut the guard takes on short or plain texts gives what the full path gives.
 
-The shortcut: n-gram buckets through one matrix product for short documents. It is checked
-against the full path over the guard's evaluation texts (the security corpus and the PII
-sentences ``bench/guard_eval.py`` scores) and over generated texts.
+The shortcuts: n-gram buckets through one matrix product for short documents, and cheap looks
+that rule out a whole inspector (PII gates, links, encoded payloads, prefilter needles). Each
+is checked against the full path over the guard's evaluation texts (the security corpus and
+the PII sentences ``bench/guard_eval.py`` scores) and over generated texts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from isthmus.guard.features import (
     featurize,
     view_for_features,
 )
+from isthmus.guard.pii import _ANY_GATE, _GATES
+from isthmus.guard.prefilter import Prefilter
+from isthmus.guard.rules import _BASE64, _HEX, _MIN_PAYLOAD_CHARS
+from isthmus.guard.urls import _URL, _URL_MARK
 
 
 @cache
@@ -38,6 +43,15 @@ def evaluation_texts() -> tuple[str, ...]:
         *(e.text for e in corpus.everyday),
         *(row["full_text"] for row in pii),
     )
+
+
+URLISH = st.lists(
+    st.sampled_from(
+        ["http", "https", "://", "www", ".", "com", "co", "uk", "ai", "exam", "ple", "-", "/",
+         "@", ":", " ", "\n", "x", "0", "1", "ftp", "wss", "WWW", "COM", "Ai", "io", "_", "é"]
+    ),
+    max_size=14,
+).map("".join)  # fmt: skip
 
 
 # -- classifier features ------------------------------------------------------------------------
@@ -77,3 +91,54 @@ def test_the_window_product_yields_every_ngram_once(text: str) -> None:
         return
     windowed = sorted(_window_buckets(view, spec).tolist())
     assert windowed == sorted(featurize(text, spec)[0].tolist())
+
+
+# -- cheap looks that rule out an inspector -----------------------------------------------------
+def _no_gate_opens(text: str) -> bool:
+    return not any(gate.search(text) for gate in _GATES.values())
+
+
+def test_no_pii_gate_opens_without_a_gate_character_on_the_evaluation_texts() -> None:
+    skipped = [t for t in evaluation_texts() if not _ANY_GATE.search(t)]
+    assert skipped  # the shortcut is taken on some of them
+    assert all(_no_gate_opens(t) for t in skipped)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aZ9@:.-/() fF\n٣", max_size=30))
+def test_no_pii_gate_opens_without_a_gate_character(text: str) -> None:
+    if not _ANY_GATE.search(text):
+        assert _no_gate_opens(text)
+
+
+def test_every_link_holds_a_url_mark_on_the_evaluation_texts() -> None:
+    for text in evaluation_texts():
+        if _URL.search(text):
+            assert _URL_MARK.search(text), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(URLISH)
+def test_every_link_holds_a_url_mark(text: str) -> None:
+    if _URL.search(text):
+        assert _URL_MARK.search(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aF09+/= ", max_size=80))
+def test_no_encoded_payload_is_shorter_than_the_gate(text: str) -> None:
+    for pattern in (_BASE64, _HEX):
+        assert all(len(m.group()) >= _MIN_PAYLOAD_CHARS for m in pattern.finditer(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(["ab", "b", "cd", "x", "ign", "="]), max_size=3), max_size=8),
+    st.text(alphabet="abcdxign= ", max_size=20),
+)
+def test_prefilter_candidates_are_the_items_with_a_needle_present(
+    needles: list[list[str]], text: str
+) -> None:
+    prefilter = Prefilter((i, n) for i, n in enumerate(needles))
+    expected = [i for i, n in enumerate(needles) if not n or any(x in text for x in n)]
+    assert list(prefilter.candidates(text)) == expected

@@ -87,6 +87,8 @@ def judge(
     hasher: ContentHasher | None = None,
 ) -> list[Verdict]:
     """Verdicts for the findings of one text (see the module invariants)."""
+    if not findings:
+        return []
     combined = attack_score(findings)
     out: list[Verdict] = []
     for finding in findings:

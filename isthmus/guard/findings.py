@@ -102,8 +102,9 @@ class ToolRule:
 class InspectionContext:
     """What an inspector may know besides the text: who asks, from where, under what settings.
 
-    ``source`` is the normalised text the inspected view came from (its ``original`` is what the
-    client sent: a look-alike domain is spotted by comparing the two); ``hidden`` is text
+    ``source`` is the normalised text the inspected view came from when the view differs from
+    what the client sent (its ``original``: a look-alike domain is spotted by comparing the
+    two); ``None`` when the text is its own view, as plain ASCII is. ``hidden`` is text
     smuggled in invisible tag characters (decoded by normalisation);
     ``system_prompt`` and ``canary`` let output inspectors detect leakage; ``tool_name`` is set
     when the text is the arguments of a tool call.

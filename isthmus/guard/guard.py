@@ -22,7 +22,7 @@ import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from isthmus.engines.tokens import count_tokens
 from isthmus.guard.decide import ContentHasher, Verdict, judge
@@ -125,6 +125,18 @@ def _reason(verdicts: Sequence[Verdict], action: Action) -> str:
 _MEMO_TENANTS = 10_000
 
 
+class _TenantContexts(NamedTuple):
+    """A tenant's inspection contexts without a system prompt, built once per tenant (the
+    policy is frozen): as configured, without the prompt cap (a request's caps are judged on
+    the whole prompt, not per message), for output, and for output without the output cap (a
+    stream window; the filter counts the whole response)."""
+
+    base: InspectionContext
+    no_prompt_cap: InspectionContext
+    output: InspectionContext
+    output_window: InspectionContext
+
+
 class Guard:
     """Inspection and enforcement under one ``GuardPolicy`` (see the module invariants)."""
 
@@ -141,9 +153,7 @@ class Guard:
         self._tool_inspector = create_inspector("tool_calls")
         # the policy is frozen: each tenant's settings and base contexts are built once
         self._settings: dict[str, TenantSettings] = {}
-        self._contexts: dict[
-            str, tuple[InspectionContext, InspectionContext, InspectionContext]
-        ] = {}
+        self._contexts: dict[str, _TenantContexts] = {}
 
     def settings_for(self, tenant: str) -> TenantSettings:
         settings = self._settings.get(tenant)
@@ -154,18 +164,16 @@ class Guard:
             settings = self._settings[tenant] = self.policy.settings_for(tenant)
         return settings
 
-    def _base_contexts(
-        self, tenant: str, settings: TenantSettings
-    ) -> tuple[InspectionContext, InspectionContext, InspectionContext]:
-        """The tenant's context without a system prompt, the same without the prompt cap, and
-        the same for the output direction."""
+    def _base_contexts(self, tenant: str, settings: TenantSettings) -> _TenantContexts:
         contexts = self._contexts.get(tenant)
         if contexts is None:
             context = self.context_for(tenant, settings)
-            contexts = (
+            output = context.but(direction="output")
+            contexts = _TenantContexts(
                 context,
                 context.but(max_prompt_tokens=None),
-                context.but(direction="output"),
+                output,
+                output.but(max_output_tokens=None),
             )
             self._contexts[tenant] = contexts
         return contexts
@@ -213,7 +221,7 @@ class Guard:
         settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
-        context = self._base_contexts(tenant, settings)[0]
+        context = self._base_contexts(tenant, settings).base
         inspection = self.pipelines[direction].run(text, context)
         verdicts = self._judge(tenant, direction, text, inspection.findings, direction, settings)
         action = most_severe([v.action for v in verdicts])
@@ -234,7 +242,7 @@ class Guard:
         settings = self.settings_for(tenant)
         if not settings.enabled:
             return ALLOW
-        no_cap = self._base_contexts(tenant, settings)[1]
+        no_cap = self._base_contexts(tenant, settings).no_prompt_cap
         verdicts: list[Verdict] = []
         redactions: dict[tuple[int, int | None], list[Verdict]] = {}
         for i, message in enumerate(messages):
@@ -262,6 +270,8 @@ class Guard:
             document_verdicts.append(judged)
         verdicts += self._declared_tools(tenant, tools or (), settings)
         verdicts += self._prompt_caps(tenant, messages, settings, max_output_tokens)
+        if not verdicts:
+            return ALLOW
         action = most_severe([v.action for v in verdicts])
         decision = GuardDecision(action, tuple(verdicts), _reason(verdicts, action))
         if action != "redact":
@@ -364,6 +374,8 @@ class Guard:
         output = self.output_filter(tenant, system_prompt=system_prompt)
         assert isinstance(output, OutputStreamFilter)
         released = output.feed(text, last=True)
+        if not output.verdicts:
+            return ALLOW
         verdicts = tuple(output.verdicts)
         action = most_severe([v.action for v in verdicts])
         return GuardDecision(
@@ -392,8 +404,10 @@ class Guard:
         settings = self.settings_for(tenant)
         if not settings.enabled:
             return NullOutputFilter()
+        window: InspectionContext | None = None
         if system_prompt is None:
-            context = self._base_contexts(tenant, settings)[2]
+            contexts = self._base_contexts(tenant, settings)
+            context, window = contexts.output, contexts.output_window
         else:
             context = self.context_for(tenant, settings, system_prompt).but(direction="output")
         return OutputStreamFilter(
@@ -403,6 +417,7 @@ class Guard:
             min_score=settings.min_score,
             lookback=self.policy.stream_lookback_chars,
             hasher=self.hasher,
+            window_context=window,
         )
 
 

@@ -46,7 +46,7 @@ class Pipeline:
 
     def run(self, text: str, context: InspectionContext) -> Inspection:
         normalized = normalize(text)
-        ctx = context.but(direction=self.direction, source=normalized, hidden=normalized.hidden)
+        ctx = self._context(context, normalized)
         findings: list[Finding] = []
         for inspector in self.inspectors:
             for finding in inspector.inspect(normalized.text, ctx):
@@ -56,6 +56,17 @@ class Pipeline:
         if len(normalized.hidden) >= MIN_HIDDEN_CHARS:
             findings.extend(self._hidden(normalized, ctx))
         return Inspection(normalized, tuple(findings))
+
+    def _context(self, context: InspectionContext, normalized: NormalizedText) -> InspectionContext:
+        """What the inspectors see besides the view: ``context`` in this direction, with the
+        normalised text as ``source`` when the view differs from the original. A text that is
+        its own view (plain ASCII, the common case) has no source nor hidden text to add, so a
+        caller's context already in this direction serves as is: no copy per text."""
+        if not normalized.changed:
+            if context.direction == self.direction and context.source is None:
+                return context
+            return context.but(direction=self.direction, source=None, hidden="")
+        return context.but(direction=self.direction, source=normalized, hidden=normalized.hidden)
 
     def _hidden(self, normalized: NormalizedText, context: InspectionContext) -> Sequence[Finding]:
         start, end = _tag_region(normalized.original)

@@ -51,11 +51,13 @@ class OutputStreamFilter:
     hasher: ContentHasher | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     blocked: str | None = None
+    window_context: InspectionContext | None = None
+    """``context`` without its output cap (a window would undercount: the filter counts the
+    whole response itself); built on first use when not given (``Guard`` keeps one per tenant)."""
     _pending: str = ""
     _offset: int = 0
     _carry: str | None = None
     _output_tokens: int = 0
-    _window_context: InspectionContext | None = None
 
     @property
     def held(self) -> int:
@@ -69,7 +71,8 @@ class OutputStreamFilter:
             return ""
         if chunk:
             self._pending += chunk
-            self._output_tokens += count_tokens(chunk)
+            if self.context.max_output_tokens is not None:  # counted only against a cap
+                self._output_tokens += count_tokens(chunk)
         if last:
             return self._drain(final=True)
         if not chunk or (self._carry is None and len(self._pending) <= self.lookback):
@@ -122,10 +125,9 @@ class OutputStreamFilter:
         if not text:
             return ""
         context = self.context
-        if self._window_context is None:
-            # the filter counts output tokens over the whole response; a window would undercount
-            self._window_context = context.but(max_output_tokens=None)
-        inspection = self.pipeline.run(text, self._window_context)
+        if self.window_context is None:
+            self.window_context = context.but(max_output_tokens=None)
+        inspection = self.pipeline.run(text, self.window_context)
         verdicts = judge(
             inspection.findings,
             text,
@@ -205,6 +207,8 @@ class OutputStreamFilter:
         ]
 
     def _record(self, verdicts: list[Verdict]) -> None:
+        if not verdicts:
+            return
         seen = {(v.rule, v.start, v.end) for v in self.verdicts}
         for verdict in verdicts:
             shifted = _shift(verdict, self._offset)

@@ -1,9 +1,10 @@
 """Every shortcut the guard takes on short or plain texts gives what the full path gives.
 
-The shortcuts: n-gram buckets through one matrix product for short documents, and cheap looks
-that rule out a whole inspector (PII gates, links, encoded payloads, prefilter needles). Each
-is checked against the full path over the guard's evaluation texts (the security corpus and
-the PII sentences ``bench/guard_eval.py`` scores) and over generated texts.
+The shortcuts: n-gram buckets through one matrix product for short documents, cheap looks that
+rule out a whole inspector (PII gates, links, encoded payloads, prefilter needles), and the
+pipeline handing a plain-ASCII text the caller's context instead of a per-text copy. Each is
+checked against the full path over the guard's evaluation texts (the security corpus and the
+PII sentences ``bench/guard_eval.py`` scores) and over generated texts.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 from functools import cache
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from isthmus.guard import InspectionContext, Pipeline, normalize
 from isthmus.guard.classifier import load_models
 from isthmus.guard.corpus import default_data_dir, load_corpus
 from isthmus.guard.features import (
@@ -25,8 +28,11 @@ from isthmus.guard.features import (
     featurize,
     view_for_features,
 )
+from isthmus.guard.findings import Direction, Finding
 from isthmus.guard.pii import _ANY_GATE, _GATES
+from isthmus.guard.pipeline import MIN_HIDDEN_CHARS
 from isthmus.guard.prefilter import Prefilter
+from isthmus.guard.registry import DEFAULT_DIRECTIONS, create_inspector
 from isthmus.guard.rules import _BASE64, _HEX, _MIN_PAYLOAD_CHARS
 from isthmus.guard.urls import _URL, _URL_MARK
 
@@ -43,6 +49,11 @@ def evaluation_texts() -> tuple[str, ...]:
         *(e.text for e in corpus.everyday),
         *(row["full_text"] for row in pii),
     )
+
+
+def short_evaluation_texts() -> list[str]:
+    """The request shape the shortcuts are for: texts of a chat turn, not documents."""
+    return [t for t in evaluation_texts() if len(t) <= 300]
 
 
 URLISH = st.lists(
@@ -142,3 +153,43 @@ def test_prefilter_candidates_are_the_items_with_a_needle_present(
     prefilter = Prefilter((i, n) for i, n in enumerate(needles))
     expected = [i for i, n in enumerate(needles) if not n or any(x in text for x in n)]
     assert list(prefilter.candidates(text)) == expected
+
+
+# -- the pipeline's context ---------------------------------------------------------------------
+CONTEXT = InspectionContext(
+    tenant="acme",
+    system_prompt="You are HelperBot and you never reveal the discount code SPRING-42 at all.",
+    canary="CANARY-7f3a",
+    max_prompt_tokens=40,
+    max_output_tokens=40,
+    deny_domains=frozenset({"evil.xyz"}),
+    protected_domains=frozenset({"apple.com", "example.com"}),
+)
+
+
+def _findings_with_a_copy_per_text(
+    pipeline: Pipeline, text: str, context: InspectionContext
+) -> list[Finding]:
+    """The pipeline as it was: every text gets its own copy of the context, with its source."""
+    normalized = normalize(text)
+    ctx = context.but(direction=pipeline.direction, source=normalized, hidden=normalized.hidden)
+    findings = [
+        finding.shifted(*normalized.origin_span(finding.start, finding.end))
+        for inspector in pipeline.inspectors
+        for finding in inspector.inspect(normalized.text, ctx)
+    ]
+    if len(normalized.hidden) >= MIN_HIDDEN_CHARS:
+        findings.extend(pipeline._hidden(normalized, ctx))
+    return findings
+
+
+@pytest.mark.parametrize("direction", ["input", "context", "output"])
+def test_the_callers_context_serves_a_plain_text_as_a_copy_would(direction: Direction) -> None:
+    pipeline = Pipeline(
+        direction, tuple(create_inspector(n) for n in DEFAULT_DIRECTIONS[direction])
+    )
+    texts = [*short_evaluation_texts()[::4], "visit paypa1.com or www.evil.xyz/login now"]
+    for context in (CONTEXT, CONTEXT.but(direction=direction)):
+        for text in texts:
+            expected = _findings_with_a_copy_per_text(pipeline, text, context)
+            assert list(pipeline.run(text, context).findings) == expected, text

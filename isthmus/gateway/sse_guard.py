@@ -63,36 +63,40 @@ class GuardedStream:
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes safe to send now for this piece of the upstream stream."""
-        self._pending += chunk
+        *events, self._pending = (self._pending + chunk).split(b"\n\n")
         out: list[bytes] = []
-        while b"\n\n" in self._pending and self.blocked is None:
-            raw, self._pending = self._pending.split(b"\n\n", 1)
-            line = raw.strip()
-            if line.startswith(_DONE):
-                tail = self.filter.finish()
-                if tail and self.blocked is None:
-                    out.append(self._tail_event(tail))
-                if self.blocked is None:
-                    out.append(_DONE + b"\n\n")
-                self.finished = True
-                continue
-            if not line.startswith(b"data: {"):
-                out.append(raw + b"\n\n")
-                continue
-            try:
-                event = orjson.loads(line[6:])
-            except orjson.JSONDecodeError:
-                out.append(raw + b"\n\n")
-                continue
-            holder, key = self._text_of(event) if isinstance(event, dict) else (None, None)
-            if holder is None or key is None:
-                out.append(raw + b"\n\n")
-                continue
-            if self._template is None:
-                self._template = event
-            released = self.filter.feed(holder[key])
-            if self.blocked is not None:
-                break
-            holder[key] = released
-            out.append(b"data: " + orjson.dumps(event) + b"\n\n")
+        for raw in events:
+            if self.filter.blocked is not None:
+                break  # nothing more of the upstream's text is sent
+            out.append(self._rewrite(raw))
         return b"".join(out)
+
+    def _rewrite(self, raw: bytes) -> bytes:
+        """One complete event (without its blank line) as it may be sent now."""
+        line = raw.strip()
+        if line.startswith(_DONE):
+            return self._done()
+        if not line.startswith(b"data: {"):
+            return raw + b"\n\n"
+        try:
+            event = orjson.loads(line[6:])
+        except orjson.JSONDecodeError:
+            return raw + b"\n\n"
+        holder, key = self._text_of(event) if isinstance(event, dict) else (None, None)
+        if holder is None or key is None:
+            return raw + b"\n\n"
+        if self._template is None:
+            self._template = event
+        released = self.filter.feed(holder[key])
+        if self.filter.blocked is not None:
+            return b""
+        holder[key] = released
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+    def _done(self) -> bytes:
+        """``[DONE]``: the held-back tail in one more event, then ``[DONE]`` (unless blocked)."""
+        self.finished = True
+        tail = self.filter.finish()
+        if self.filter.blocked is not None:
+            return b""
+        return (self._tail_event(tail) if tail else b"") + _DONE + b"\n\n"

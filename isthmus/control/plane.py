@@ -330,10 +330,12 @@ class ControlPlane:
     async def publish(self) -> tuple[BundleRow, str]:
         """Build and store a bundle, then publish it (with any still pending before it)."""
         row = await asyncio.to_thread(self.build_bundle)
-        published = await self.mesh.publish_pending()
-        if row.version in published:
-            fresh = await asyncio.to_thread(self.db.bundle, row.version)
-            return fresh or row, f"bundle {row.version} published to {self.names.bundle_subject}"
+        await self.mesh.publish_pending()
+        # this call or the mesh's own retry loop (which may have held the publishing lock a
+        # moment earlier) published it: the database says which bundles went out
+        fresh = await asyncio.to_thread(self.db.bundle, row.version)
+        if fresh is not None and fresh.published_at is not None:
+            return fresh, f"bundle {row.version} published to {self.names.bundle_subject}"
         if self.mesh.state == "off":
             return row, (
                 f"bundle {row.version} stored; not published: this control plane runs without "

@@ -6,6 +6,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi.testclient import TestClient
 
 from isthmus.bundle import verify_bundle
+from isthmus.control.plane import ControlPlane
 from isthmus.gateway.tenants import hash_key
 from tests.control.conftest import ADMIN, OPERATOR, bearer
 
@@ -79,3 +80,34 @@ def test_latest_bundle_is_the_signed_bytes(seeded: TestClient) -> None:
     assert latest.status_code == 200
     assert verify_bundle(latest.content, [_trusted(seeded)]).version == 2  # type: ignore[list-item]
     assert seeded.get("/v1/bundles/latest").status_code == 401
+
+
+class _SupervisorWonTheRace:
+    """A connected mesh whose background loop publishes every pending bundle the moment the
+    request asks: the request's own call then finds nothing left to publish."""
+
+    state = "connected"
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish_pending(self) -> set[int]:
+        for row in self.plane.db.unpublished():
+            self.plane.db.mark_published(row.version)  # published by "the other caller"
+        return set()
+
+
+def test_a_bundle_published_by_the_background_loop_is_reported_published(
+    plane: ControlPlane, seeded: TestClient
+) -> None:
+    plane.mesh = _SupervisorWonTheRace(plane)
+    answer = seeded.post("/v1/bundles", headers=bearer(ADMIN))
+    assert answer.status_code == 201
+    assert answer.json()["bundle"]["state"] == "published", answer.json()
+    assert "unreachable" not in answer.json()["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,9 @@ def test_tenant_overrides(guard: Guard) -> None:
 
 
 def test_content_parts_are_inspected_and_redacted(guard: Guard) -> None:
-    messages = [{"role": "user", "content": [{"type": "text", "text": "SSN 123-45-6780"}]}]
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "SSN 123-45-6780"}]}
+    ]
     decision = guard.inspect_request("acme", messages)
     assert decision.messages is not None
     assert decision.messages[0]["content"][0]["text"] == "SSN [REDACTED:pii:us_ssn]"

@@ -26,7 +26,7 @@ only in the choice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -57,20 +57,67 @@ overhead is larger than the arithmetic on a handful of elements."""
 _FULL_SORT = 64
 
 
-class _Scored(NamedTuple):
-    """Predictions for every compliant endpoint (aligned with ``endpoints``); ``blocked`` marks
-    the ones a live filter removed (unhealthy, circuit open, full, tried, past the deadline)."""
+class _PromptSplit(NamedTuple):
+    """How the prompt splits into cached and uncached tokens at each distinct matched depth
+    (what ``_Scored.levels`` index). Plain floats, with the same operations as elementwise
+    over the endpoints, so the same doubles."""
 
-    endpoints: npt.NDArray[np.int64]
+    prompt_tokens: float
+    block_tokens: int
+    depths: list[int]  # matched blocks
+
+    def cached(self, level: int) -> float:
+        return min(float(self.depths[level]) * self.block_tokens, self.prompt_tokens)
+
+    def uncached(self) -> list[float]:
+        prompt, block_tokens = self.prompt_tokens, self.block_tokens
+        return [prompt - min(float(d) * block_tokens, prompt) for d in self.depths]
+
+    def billed(self, level: int) -> float:
+        return _billed_tokens(self.prompt_tokens, self.cached(level))
+
+
+def _billed_tokens(prompt: float, cached: float) -> float:
+    """Input tokens billed: the uncached ones, and the cached ones at the discount."""
+    return (prompt - cached) + cached * CACHED_INPUT_DISCOUNT
+
+
+class _Scored(NamedTuple):
+    """Predictions for every compliant endpoint (aligned with ``compliant.indices``);
+    ``blocked`` marks the ones a live filter removed (unhealthy, circuit open, full, tried,
+    past the deadline), ``usable`` counts the others. An endpoint's matched prefix is
+    ``split``'s entry at its ``level``. The cost is computed only when a ranking needs it
+    (``cost_usd``): the candidates' own costs are worked out for them alone."""
+
+    compliant: CompliantSet
     blocked: npt.NDArray[np.bool_]
-    rtt_ms: FloatArray
+    usable: int
+    levels: npt.NDArray[np.integer[Any]]
+    split: _PromptSplit
     queue_ms: FloatArray
     prefill_ms: FloatArray
     ttft_ms: FloatArray
-    cached_tokens: FloatArray
-    cost_usd: FloatArray
-    matched_blocks: FloatArray
     backlog_ms: FloatArray  # prefill work queued ahead (the queue before slot wait and bias)
+    prompt_tokens: float
+    output_tokens: float
+
+    @property
+    def endpoints(self) -> npt.NDArray[np.int64]:
+        return self.compliant.indices
+
+    def matched_blocks(self) -> FloatArray:
+        matched: FloatArray = np.array(self.split.depths, dtype=np.float64).take(self.levels)
+        return matched
+
+    def cost_usd(self) -> FloatArray:
+        c = self.compliant
+        billed = [self.split.billed(level) for level in range(len(self.split.depths))]
+        cost: FloatArray = np.array(billed).take(self.levels)
+        cost *= c.usd_per_input_token
+        per_request = self.output_tokens * c.usd_per_output_token
+        per_request += (self.prompt_tokens + self.output_tokens) * c.egress_usd_per_token
+        cost += per_request
+        return cost
 
 
 def _refused(request: RouteRequest, compliant: CompliantSet, policy: str) -> Decision:
@@ -91,93 +138,115 @@ def _refused(request: RouteRequest, compliant: CompliantSet, policy: str) -> Dec
 def _filter_and_predict(
     request: RouteRequest, view: RoutingView, compliant: CompliantSet
 ) -> _Scored | str:
+    # Each numpy call on a few hundred elements costs about a microsecond whatever it does, so
+    # results are written in place (``out=``) and steps that cannot change anything are skipped.
     fleet = view.fleet
     c = compliant
     idx = c.indices
-    blocked = fleet.blocked[idx]
+    blocked = fleet.blocked[idx] if np.count_nonzero(fleet.blocked) else None
     if request.exclude:
         tried = [fleet.position[name] for name in request.exclude if name in fleet.position]
         if tried:
-            blocked = blocked | np.isin(idx, tried)
+            blocked = np.isin(idx, tried) if blocked is None else blocked | np.isin(idx, tried)
     prompt = float(request.prompt_tokens)
-    depth = fleet.prefix.match(request.block_hashes)
-    if depth is None:
-        matched = np.zeros(len(idx), dtype=np.float64)
-        cached = matched
+    output = float(request.max_output_tokens)
+    found = fleet.prefix.match_levels(request.block_hashes, idx)
+    if found is None:
+        levels: npt.NDArray[np.integer[Any]] = np.zeros(len(idx), dtype=np.uint8)
+        split = _PromptSplit(prompt, fleet.block_tokens, [0])
     else:
-        matched = depth[idx]
-        cached = np.minimum(matched * fleet.block_tokens, prompt)
-    uncached = prompt - cached
+        levels = found[0]
+        split = _PromptSplit(prompt, fleet.block_tokens, found[1])
     # the fluid prefill queue drained to now, plus slot wait and learned bias
-    backlog = fleet.queue_empty_at_s[idx] - request.now_s
+    backlog = fleet.queue_empty_at_s[idx]
+    np.subtract(backlog, request.now_s, out=backlog)
     np.maximum(backlog, 0.0, out=backlog)
     backlog *= 1000.0
-    queue = backlog + fleet.wait_ms[idx]
-    prefill = uncached * c.ms_per_prefill_token
-    ttft = c.rtt_ms + queue + prefill
+    queue = fleet.wait_ms[idx]
+    queue += backlog
+    prefill = np.array(split.uncached()).take(levels)
+    prefill *= c.ms_per_prefill_token
+    ttft = c.rtt_ms + queue
+    ttft += prefill
     np.maximum(ttft, c.rtt_ms, out=ttft)
-    output = float(request.max_output_tokens)
-    cost = (uncached + cached * CACHED_INPUT_DISCOUNT) * c.usd_per_input_token
-    cost += output * c.usd_per_output_token + (prompt + output) * c.egress_usd_per_token
+    dead = ttft > request.deadline_ms
+    if blocked is not None:
+        dead |= blocked
     # a request whose prompt and output cannot fit an engine's KV cache can never run there
-    too_big = c.kv_cache_tokens < prompt + output
-    dead = blocked | too_big | (ttft > request.deadline_ms)
-    if dead.all():
-        if too_big.all():
-            return (
-                f"the request needs {prompt + output:,.0f} tokens of KV cache; the largest "
-                f"compliant endpoint holds {c.kv_cache_tokens.max():,.0f}"
-            )
-        if not (blocked | too_big).all():
-            return (
-                f"no usable endpoint can answer within the deadline of "
-                f"{request.deadline_ms:.0f} ms (best predicted TTFT {ttft[~(blocked | too_big)].min():.0f} ms)"
-            )
-        unhealthy = int((~fleet.healthy[idx]).sum())
-        opened = int(fleet.circuit_open[idx].sum())
-        at_capacity = int((fleet.in_flight[idx] >= c.max_concurrency).sum())
+    if prompt + output > c.min_kv_cache_tokens:
+        dead |= c.kv_cache_tokens < prompt + output
+    usable = len(idx) - int(np.count_nonzero(dead))
+    if not usable:
+        return _why_unusable(
+            request, view, c, np.zeros(len(idx), np.bool_) if blocked is None else blocked, ttft
+        )
+    return _Scored(c, dead, usable, levels, split, queue, prefill, ttft, backlog, prompt, output)
+
+
+def _why_unusable(
+    request: RouteRequest,
+    view: RoutingView,
+    c: CompliantSet,
+    blocked: npt.NDArray[np.bool_],
+    ttft: FloatArray,
+) -> str:
+    fleet = view.fleet
+    idx = c.indices
+    needed = float(request.prompt_tokens) + float(request.max_output_tokens)
+    too_big = c.kv_cache_tokens < needed
+    if too_big.all():
         return (
-            f"{len(idx)} compliant endpoints, none usable: {unhealthy} unhealthy, "
-            f"{opened} circuit open, {at_capacity} at capacity, {len(request.exclude)} already tried"
+            f"the request needs {needed:,.0f} tokens of KV cache; the largest "
+            f"compliant endpoint holds {c.kv_cache_tokens.max():,.0f}"
         )
-    return _Scored(idx, dead, c.rtt_ms, queue, prefill, ttft, cached, cost, matched, backlog)
+    if not (blocked | too_big).all():
+        return (
+            f"no usable endpoint can answer within the deadline of "
+            f"{request.deadline_ms:.0f} ms (best predicted TTFT {ttft[~(blocked | too_big)].min():.0f} ms)"
+        )
+    unhealthy = int((~fleet.healthy[idx]).sum())
+    opened = int(fleet.circuit_open[idx].sum())
+    at_capacity = int((fleet.in_flight[idx] >= c.max_concurrency).sum())
+    return (
+        f"{len(idx)} compliant endpoints, none usable: {unhealthy} unhealthy, "
+        f"{opened} circuit open, {at_capacity} at capacity, {len(request.exclude)} already tried"
+    )
 
 
-def _candidates(
-    view: RoutingView, scored: _Scored, order: npt.NDArray[np.int64]
-) -> tuple[Candidate, ...]:
-    top = order[:FAILOVER_DEPTH]
-    top = top[~scored.blocked[top]]
-    infos = view.fleet.infos
-    endpoints = scored.endpoints[top].tolist()
-    columns = zip(
-        endpoints,
-        view.fleet.bias_ms[scored.endpoints[top]].tolist(),
-        scored.ttft_ms[top].tolist(),
-        scored.rtt_ms[top].tolist(),
-        scored.queue_ms[top].tolist(),
-        scored.prefill_ms[top].tolist(),
-        scored.cached_tokens[top].tolist(),
-        scored.cost_usd[top].tolist(),
-        view.fleet.quality[scored.endpoints[top]].tolist(),
-        strict=True,
-    )
-    return tuple(
-        Candidate(
-            infos[i].name,
-            infos[i].model,
-            infos[i].site,
-            ttft,
-            rtt,
-            queue,
-            prefill,
-            int(cached),
-            cost,
-            q,
-            bias,
+def _candidates(view: RoutingView, scored: _Scored, order: list[int]) -> tuple[Candidate, ...]:
+    """The first ``FAILOVER_DEPTH`` usable endpoints of ``order``, with their predictions (a
+    handful: read one by one, their costs in plain floats as in ``_Scored.cost_usd``)."""
+    fleet = view.fleet
+    infos = fleet.infos
+    rows = scored.compliant.rows
+    split = scored.split
+    prompt, output = scored.prompt_tokens, scored.output_tokens
+    some_blocked = scored.usable < len(scored.blocked)
+    ranked = []
+    for k in order[:FAILOVER_DEPTH]:
+        if some_blocked and scored.blocked.item(k):
+            continue
+        i, rtt, egress, _, _, usd_in, usd_out = rows[k]
+        cached = split.cached(scored.levels.item(k))
+        cost = _billed_tokens(prompt, cached) * usd_in
+        cost += output * usd_out + (prompt + output) * egress
+        info = infos[i]
+        ranked.append(
+            Candidate(
+                info.name,
+                info.model,
+                info.site,
+                scored.ttft_ms.item(k),
+                rtt,
+                scored.queue_ms.item(k),
+                scored.prefill_ms.item(k),
+                int(cached),
+                cost,
+                fleet.quality.item(i),
+                fleet.bias_ms.item(i),
+            )
         )
-        for i, bias, ttft, rtt, queue, prefill, cached, cost, q in columns
-    )
+    return tuple(ranked)
 
 
 def _routed(why: str, ranked: tuple[Candidate, ...]) -> Decision:
@@ -191,27 +260,30 @@ def _routed(why: str, ranked: tuple[Candidate, ...]) -> Decision:
     return Decision("routed", best, ranked, reason, (), "isthmus")
 
 
-def _best_first(key: FloatArray, blocked: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """Indices of the ``FAILOVER_DEPTH`` smallest keys, smallest first (no full sort); blocked
-    entries sort last (and ``_candidates`` drops them)."""
-    key = np.where(blocked, np.inf, key)
-    n = len(key)
-    if n <= _FULL_SORT:  # ties keep fleet order, as in the scalar path
-        return np.argsort(key, kind="stable")
-    top = np.argpartition(key, FAILOVER_DEPTH - 1)[:FAILOVER_DEPTH]
-    return top[np.argsort(key[top], kind="stable")]
+def _best_first(key: FloatArray, scored: _Scored) -> list[int]:
+    """Positions of the ``FAILOVER_DEPTH`` smallest keys, smallest first (no full sort);
+    blocked entries sort last (and ``_candidates`` drops them)."""
+    if scored.usable < len(key):
+        key = np.where(scored.blocked, np.inf, key)
+    if len(key) <= _FULL_SORT:  # ties keep fleet order, as in the scalar path
+        ordered: list[int] = key.argsort(kind="stable")[:FAILOVER_DEPTH].tolist()
+        return ordered
+    top: list[int] = key.argpartition(FAILOVER_DEPTH - 1)[:FAILOVER_DEPTH].tolist()
+    # Python's sort is stable too, and orders these keys as numpy would (they are never NaN)
+    return sorted(top, key=key.item)
 
 
 def _prepare(
-    request: RouteRequest, view: RoutingView, policy: str
+    request: RouteRequest, view: RoutingView, policy: str, compliant: CompliantSet | None = None
 ) -> tuple[_Scored | None, Decision | None]:
-    compliant = view.compliant(
-        request.gateway_site,
-        request.data_class,
-        request.model,
-        request.allowed_models,
-        request.kind,
-    )
+    if compliant is None:
+        compliant = view.compliant(
+            request.gateway_site,
+            request.data_class,
+            request.model,
+            request.allowed_models,
+            request.kind,
+        )
     if len(compliant.indices) == 0:
         return None, _refused(request, compliant, policy)
     scored = _filter_and_predict(request, view, compliant)
@@ -242,10 +314,12 @@ def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
     request's own TTFT; under load it turns work-conserving, keeping requests where their prefix
     already is unless the queue there costs more than the recomputation and what it does to
     others."""
-    live = ~scored.blocked
-    usable = int(np.count_nonzero(live))
-    busy = int(np.count_nonzero((scored.backlog_ms > 0.0) & live)) / max(1, usable)
-    key: FloatArray = scored.ttft_ms + externality(busy) * scored.prefill_ms
+    queued = scored.backlog_ms > 0.0
+    if scored.usable < len(queued):
+        queued &= ~scored.blocked
+    busy = int(np.count_nonzero(queued)) / max(1, scored.usable)
+    key: FloatArray = externality(busy) * scored.prefill_ms
+    key += scored.ttft_ms
     return key
 
 
@@ -262,16 +336,18 @@ def route(request: RouteRequest, view: RoutingView) -> Decision:
         small = _route_scalar(request, view, compliant)
         if small is not None:
             return small
-    return _route_arrays(request, view)
+    return _route_arrays(request, view, compliant)
 
 
-def _route_arrays(request: RouteRequest, view: RoutingView) -> Decision:
-    scored, early = _prepare(request, view, "isthmus")
+def _route_arrays(
+    request: RouteRequest, view: RoutingView, compliant: CompliantSet | None = None
+) -> Decision:
+    scored, early = _prepare(request, view, "isthmus", compliant)
     if early is not None:
         return early
     assert scored is not None
     objective = request.objective
-    ttft, cost = scored.ttft_ms, scored.cost_usd
+    ttft = scored.ttft_ms
     # Ties break on predicted TTFT: a tiebreaker of 1e-12 USD per ms only separates costs that
     # differ by less than a hundred-millionth of a dollar.
     if objective.kind == "fastest":
@@ -279,6 +355,7 @@ def _route_arrays(request: RouteRequest, view: RoutingView) -> Decision:
         why = "fastest"
     elif objective.kind == "weighted":
         quality = view.fleet.quality[scored.endpoints]
+        cost = scored.cost_usd()
         cost_scale = max(float(cost.min()), 1e-12)
         key = (
             objective.ttft_weight * ttft / objective.ttft_slo_ms
@@ -288,14 +365,14 @@ def _route_arrays(request: RouteRequest, view: RoutingView) -> Decision:
         why = "best weighted score"
     else:
         within = ttft <= objective.ttft_slo_ms
-        if within.any():
+        if np.count_nonzero(within):
             # outside the SLO sorts after every endpoint within it, fastest first
-            key = np.where(within, cost + ttft * 1e-12, 1e6 + ttft)
+            key = np.where(within, scored.cost_usd() + ttft * 1e-12, 1e6 + ttft)
             why = f"cheapest within {objective.ttft_slo_ms:.0f} ms TTFT SLO"
         else:
             key = ttft
             why = f"fastest (none predicted within {objective.ttft_slo_ms:.0f} ms SLO)"
-    order = _best_first(key, scored.blocked)
+    order = _best_first(key, scored)
     ranked = _candidates(view, scored, order)
     return _routed(why, ranked)
 
@@ -313,14 +390,14 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
     exclude = request.exclude
     position = fleet.position
     tried = {position[name] for name in exclude if name in position} if exclude else ()
-    depth = fleet.prefix.match(request.block_hashes)
+    runs = fleet.prefix.runs(request.block_hashes)
     block_tokens = fleet.block_tokens
     rows = []
     live = 0
     busy = 0
     for k, (i, rtt, egress, ms_prefill, kv_tokens, usd_in, usd_out) in enumerate(c.rows):
-        matched = 0.0 if depth is None else float(depth[i])
-        cached = 0.0 if depth is None else min(matched * block_tokens, prompt)
+        matched = float(sum(blocks for mask, blocks in runs if mask >> i & 1))
+        cached = min(matched * block_tokens, prompt)
         uncached = prompt - cached
         backlog = max(float(fleet.queue_empty_at_s[i]) - now, 0.0) * 1000.0
         queue = backlog + float(fleet.wait_ms[i])
@@ -387,7 +464,7 @@ def _by_order(
     request: RouteRequest,
     view: RoutingView,
     policy: str,
-    pick: Callable[[_Scored], npt.NDArray[np.int64]],
+    pick: Callable[[_Scored], list[int]],
     why: str,
 ) -> Decision:
     scored, early = _prepare(request, view, policy)
@@ -399,20 +476,19 @@ def _by_order(
 
 
 def route_round_robin(request: RouteRequest, view: RoutingView) -> Decision:
-    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+    def pick(scored: _Scored) -> list[int]:
         usable = np.flatnonzero(~scored.blocked)
         start = view.round_robin_counter % len(usable)
         view.round_robin_counter += 1
-        return np.roll(usable, -start)
+        ordered: list[int] = np.roll(usable, -start)[:FAILOVER_DEPTH].tolist()
+        return ordered
 
     return _by_order(request, view, "round_robin", pick, "round robin")
 
 
 def route_least_loaded(request: RouteRequest, view: RoutingView) -> Decision:
-    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
-        return _best_first(
-            view.fleet.in_flight[scored.endpoints].astype(np.float64), scored.blocked
-        )
+    def pick(scored: _Scored) -> list[int]:
+        return _best_first(view.fleet.in_flight[scored.endpoints].astype(np.float64), scored)
 
     return _by_order(request, view, "least_loaded", pick, "fewest requests in flight")
 
@@ -427,17 +503,17 @@ def _normalised_low_is_good(values: FloatArray) -> FloatArray:
 def route_weighted_scorer(request: RouteRequest, view: RoutingView) -> Decision:
     """Prefix 3 / queue 2 / KV-usage 2, as the Gateway API Inference Extension's default profile."""
 
-    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+    def pick(scored: _Scored) -> list[int]:
         fleet = view.fleet
         blocks = max(1, len(request.block_hashes))
-        prefix_score = scored.matched_blocks / blocks
+        prefix_score = scored.matched_blocks() / blocks
         waiting = np.maximum(
             fleet.engine_waiting[scored.endpoints], fleet.in_flight[scored.endpoints]
         )
         queue_score = _normalised_low_is_good(waiting.astype(np.float64))
         kv_score = 1.0 - fleet.kv_usage[scored.endpoints]
         score = 3 * prefix_score + 2 * queue_score + 2 * kv_score
-        return _best_first(-score, scored.blocked)
+        return _best_first(-score, scored)
 
     return _by_order(request, view, "weighted_scorer", pick, "prefix 3 / queue 2 / kv 2")
 
@@ -451,7 +527,7 @@ def route_cache_aware(request: RouteRequest, view: RoutingView) -> Decision:
     """SGLang's cache-aware policy: balance when load is skewed, else follow the longest prefix
     match above a threshold, else the replica with the smallest cache tree."""
 
-    def pick(scored: _Scored) -> npt.NDArray[np.int64]:
+    def ranking(scored: _Scored) -> npt.NDArray[np.intp]:
         fleet = view.fleet
         usable = ~scored.blocked
         load = fleet.in_flight[scored.endpoints].astype(np.float64)
@@ -459,13 +535,17 @@ def route_cache_aware(request: RouteRequest, view: RoutingView) -> Decision:
         if high - low > BALANCE_ABS_THRESHOLD and high > low * BALANCE_REL_THRESHOLD:
             return np.lexsort((load, scored.blocked))
         blocks = max(1, len(request.block_hashes))
-        rate = scored.matched_blocks / blocks
+        rate = scored.matched_blocks() / blocks
         if float(rate[usable].max()) > CACHE_THRESHOLD:
             return np.lexsort((load, -rate, scored.blocked))
         tree = np.array(
             [fleet.prefix.blocks_held(int(i)) for i in scored.endpoints], dtype=np.float64
         )
         return np.lexsort((load, tree, scored.blocked))
+
+    def pick(scored: _Scored) -> list[int]:
+        top: list[int] = ranking(scored)[:FAILOVER_DEPTH].tolist()
+        return top
 
     return _by_order(request, view, "cache_aware", pick, "cache-aware (SGLang style)")
 

@@ -52,6 +52,7 @@ class CompliantSet:
     kv_cache_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_input_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_output_token: FloatArray = field(default_factory=lambda: np.zeros(0))
+    min_kv_cache_tokens: float = 0.0  # a request needing no more than this fits everywhere
     # per candidate, as plain floats for the scalar path of small sets: (fleet index, rtt_ms,
     # egress USD per token, ms per prefill token, KV cache tokens, USD per input, per output token)
     rows: tuple[tuple[int, float, float, float, float, float, float], ...] = ()
@@ -178,6 +179,7 @@ class RoutingView:
             kv_cache_tokens=fleet.kv_cache_tokens[idx],
             usd_per_input_token=fleet.usd_per_input_token[idx],
             usd_per_output_token=fleet.usd_per_output_token[idx],
+            min_kv_cache_tokens=float(fleet.kv_cache_tokens[idx].min()) if indices else 0.0,
             rows=rows,
         )
 

@@ -18,9 +18,15 @@ does not explain:
 The guard is built as the benchmark builds it: ``Guard(GuardPolicy())``, no content hasher.
 Each figure is CPU µs per call (the measuring thread's CPU time, which other processes on a
 shared machine inflate less than wall time): the median and the minimum over ``--repeats``
-repeats of ``--iterations`` calls each. To compare two versions, run both back to back.
+repeats of ``--iterations`` calls each.
+
+``--baseline REV``: the same measurement of the code at git revision ``REV`` (exported to a
+scratch directory, this script copied in and run there), alternated with this tree's
+``--rounds`` times, so the load on a shared machine hits both alike; each figure is then the
+median over rounds.
 
     .venv/bin/python bench/guard_request_cost.py [--iterations 3000] [--repeats 9]
+        [--baseline REV [--rounds 3]]
 
 Writes ``bench/results/guard_request_cost.json``.
 """
@@ -31,8 +37,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,26 +122,74 @@ def time_call(call: Callable[[], object], iterations: int, repeats: int) -> dict
     }
 
 
+def measure(iterations: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Every case's figures for the code this script imports."""
+    guard = Guard(GuardPolicy())
+    return {name: time_call(call, iterations, repeats) for name, call in calls(guard).items()}
+
+
+def measure_revision(revision: str, iterations: int, repeats: int) -> dict[str, Any]:
+    """The figures of the code at git ``revision``, measured by this script run in a scratch
+    export of that revision (its ``bench/`` may not have the script yet)."""
+    with tempfile.TemporaryDirectory(prefix="guard-cost-") as scratch:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
+        script = Path(scratch) / "bench" / Path(__file__).name
+        shutil.copy(__file__, script)
+        out = Path(scratch) / "figures.json"
+        subprocess.run(
+            [sys.executable, str(script), "--iterations", str(iterations),
+             "--repeats", str(repeats), "--out", str(out)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        figures: dict[str, Any] = json.loads(out.read_text())["us_per_call"]
+        return figures
+
+
+def median_of_rounds(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {
+        name: {
+            key: round(statistics.median(r[name][key] for r in rounds), 2)
+            for key in ("median_us", "min_us")
+        }
+        for name in rounds[0]
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_figures(label: str, figures: dict[str, dict[str, float]]) -> None:
+    print(label)
+    for name, figure in figures.items():
+        print(
+            f"  {name:26s} median {figure['median_us']:8.1f} µs   min {figure['min_us']:8.1f} µs",
+            flush=True,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--baseline", metavar="REV", help="git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: alternations")
     parser.add_argument(
         "--out", type=Path, default=REPO / "bench" / "results" / "guard_request_cost.json"
     )
     args = parser.parse_args()
-    guard = Guard(GuardPolicy())
-    figures: dict[str, Any] = {}
-    for name, call in calls(guard).items():
-        figures[name] = time_call(call, args.iterations, args.repeats)
-        print(
-            f"{name:26s} median {figures[name]['median_us']:8.1f} µs   "
-            f"min {figures[name]['min_us']:8.1f} µs",
-            flush=True,
-        )
-    results = {
+    results: dict[str, Any] = {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
@@ -140,8 +197,19 @@ def main() -> int:
         "request": {"prompt": PROMPT, "max_output_tokens": MAX_TOKENS, "answer_tokens": 8},
         "iterations": args.iterations,
         "repeats": args.repeats,
-        "us_per_call": figures,
     }
+    if args.baseline is None:
+        results["us_per_call"] = measure(args.iterations, args.repeats)
+    else:
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            theirs.append(measure_revision(args.baseline, args.iterations, args.repeats))
+            ours.append(measure(args.iterations, args.repeats))
+        results["rounds"] = args.rounds
+        results["us_per_call"] = median_of_rounds(ours)
+        results["baseline"] = {"revision": args.baseline, "us_per_call": median_of_rounds(theirs)}
+        print_figures(f"baseline {args.baseline}", results["baseline"]["us_per_call"])
+    print_figures("this tree", results["us_per_call"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -364,7 +364,8 @@ class Gateway:
         decision = self.guard.inspect_request(
             tenant, messages, tools=body.get("tools"), max_output_tokens=parsed.max_output_tokens
         )
-        await self._record(tenant, decision.verdicts)
+        if decision.verdicts:
+            await self._record(tenant, decision.verdicts)
         if decision.blocked:
             raise ApiError(400, decision.reason, "guard_blocked", retryable=False)
         if decision.messages is None:
@@ -385,27 +386,33 @@ class Gateway:
             return None
         return GuardedStream(output_filter, parsed.kind)
 
-    async def _inspect_response(self, tenant: str, parsed: ParsedRequest, body: bytes) -> bytes:
-        """Run the output guard on a whole response; block (ApiError) or redact."""
+    async def _inspect_response(
+        self, tenant: str, parsed: ParsedRequest, body: bytes
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        """Run the output guard on a whole response; block (ApiError) or redact. Returns the
+        body to send and, when it had to be parsed, the parsed response (its usage is read from
+        it afterwards, not parsed again)."""
         assert self.guard is not None
         if isinstance(self.guard, NullGuard) or parsed.kind == "embedding":
-            return body
+            return body, None
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return body
+            return body, None
         if not isinstance(data, dict):
-            return body
+            return body, None
+        usage = data.get("usage")
         changed = False
         for holder, key in _message_texts(data, parsed.kind):
             decision = self.guard.inspect_output(tenant, holder[key])
-            await self._record(tenant, decision.verdicts)
+            if decision.verdicts:
+                await self._record(tenant, decision.verdicts)
             if decision.blocked:
                 raise ApiError(400, decision.reason, "guard_blocked", retryable=False)
             if decision.text is not None and decision.text != holder[key]:
                 holder[key] = decision.text
                 changed = True
-        return orjson.dumps(data) if changed else body
+        return (orjson.dumps(data) if changed else body), {"usage": usage}
 
     def _route(
         self,
@@ -644,17 +651,18 @@ class Gateway:
         elapsed = self.clock() - attempt.started
         status = response.status
         content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        upstream_body, data = body, None
         try:
             if status == 200:
                 try:
-                    body = await self._inspect_response(outcome.tenant, parsed, body)
+                    body, data = await self._inspect_response(outcome.tenant, parsed, body)
                 except ApiError:
                     outcome.status = "guard_blocked"
                     raise
             await self._send(send, status, body, content_type, self._decision_headers(attempt))
         finally:
             if status == 200:
-                self._settle_plain(attempt, body, elapsed, parsed, outcome)
+                self._settle_plain(attempt, upstream_body, data, elapsed, parsed, outcome)
             else:
                 # a 4xx from the upstream is the request's fault: pass it through, no failover
                 fleet.failed(i, attempt.uncached, now_s=self.clock())
@@ -665,20 +673,23 @@ class Gateway:
         self,
         attempt: _Attempt,
         body: bytes,
+        data: dict[str, Any] | None,
         elapsed_s: float,
         parsed: ParsedRequest,
         outcome: _Outcome,
     ) -> None:
-        """A 200 came back whole: learn its TTFT, settle its usage, free its slot."""
+        """A 200 came back whole: learn its TTFT, settle its usage, free its slot. ``data``:
+        the response already parsed (by the guard), else ``body`` is parsed here."""
         fleet = self.view.fleet
         i = attempt.endpoint
         info = fleet.infos[i]
-        usage: dict[str, Any] | None = None
-        try:
-            data = orjson.loads(body)
-            usage = data.get("usage") if isinstance(data, dict) else None
-        except orjson.JSONDecodeError:
-            usage = None
+        if data is None:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None
+        usage = data.get("usage") if isinstance(data, dict) else None
+        usage = usage if isinstance(usage, dict) else None
         output = int((usage or {}).get("completion_tokens") or 0)
         # without a stream the first token is not seen: subtract the modelled decode time
         ttft_s = max(0.0, elapsed_s - output / info.decode_tokens_per_s)
@@ -755,7 +766,7 @@ class Gateway:
         finally:
             disconnect.cancel()
             response.release()
-        if guarded is not None:
+        if guarded is not None and guarded.filter.verdicts:
             await self._record(outcome.tenant, guarded.filter.verdicts)
         if guarded is not None and guarded.blocked is not None:
             error = ApiError(400, guarded.blocked, "guard_blocked")

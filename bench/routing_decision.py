@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import random
 import time
@@ -50,6 +51,17 @@ def index_hashes(hash_ids: list[int], input_length: int) -> tuple[int, ...]:
 def percentiles(samples: list[float]) -> dict[str, float]:
     arr = np.array(samples) * 1e6
     return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 99, 99.9)}
+
+
+def cpu_model() -> str:
+    """The processor's name (the figures differ between the VMs this runs on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -102,11 +114,20 @@ def main() -> None:
         return samples
 
     gc.freeze()  # as the gateway does after start-up: long-lived objects leave the GC's scans
+    load_before = os.getloadavg()[0]
     run(route)
     isthmus = percentiles(run(route))
     baseline = percentiles(run(route_round_robin))
+    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result = {
-        "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.machine(),
+            "cpu_model": cpu_model(),
+            "cores": os.cpu_count(),
+            # the machine is shared: other work running shows in the tail
+            "load_average_1m_before_after": load,
+        },
         "candidates": candidates,
         "decisions": len(timed),
         "index_blocks_per_prompt_median": float(np.median(blocks)),
@@ -127,6 +148,7 @@ def main() -> None:
             f"{name:32} {row['p50']:8.1f} {row['p90']:8.1f} {row['p99']:8.1f} {row['p99.9']:9.1f}"
         )
     print(f"target P99 <= 100 us: {'met' if result['met'] else 'MISSED'}")
+    print(f"{cpu_model()}, {os.cpu_count()} cores, load average {load[0]} before, {load[1]} after")
 
 
 if __name__ == "__main__":

@@ -5,15 +5,16 @@ for the machine as a whole, loadgen included):
 
 - upstream: ``python -m isthmus.engines.emulator --timing none`` (answers at once; shared);
 - ``direct``: the loadgen calls the upstream itself — the floor, loadgen cost included;
-- ``isthmus``: the Isthmus gateway on its own HTTP/1.1 server (``isthmus.gateway.http_server``:
-  asyncio protocols on uvloop, httptools' parser; ``bench/serve_gateway.py``, the code path of
-  ``isthmus up`` and ``isthmus gateway``; the full request path: key, checks, admission,
-  ``route()``, pooled upstream client, metrics; decision log and health checks off);
+- ``isthmus``: the Isthmus gateway on uvicorn + uvloop + httptools (``bench/serve_gateway.py``,
+  the code path of ``isthmus up`` and ``isthmus gateway``; the full request path: key, checks,
+  admission, ``route()``, pooled upstream client, metrics; decision log and health checks off);
 - ``isthmus-guard``: the same with inspection on (the default guard policy on the prompt and
   the response: injection classifier, PII, secrets, URLs, output filters);
-- ``isthmus-uvicorn``: the same gateway on uvicorn + uvloop + httptools (``--skip-uvicorn``);
 - ``isthmus-granian``: the same gateway on granian (Rust HTTP, ASGI, uvloop; needs
   ``pip install granian`` in .venv, else ``--skip-granian``);
+- ``python-floor``: a bare forwarding proxy on the same event loop, parser and upstream pool
+  as the gateway (``bench/python_floor_proxy.py``; ``--skip-floor``): what any Python proxy
+  pays, so the gateway's own cost is its distance from this floor;
 - ``nginx``: a plain reverse proxy (Debian package; keep-alive upstream pool, buffering off,
   1 worker; its config generated into a temporary prefix, run in the foreground);
 - ``litellm``: LiteLLM proxy, installed by this script into ``bench/.venvs/litellm`` (pinned:
@@ -89,6 +90,7 @@ from proxies import (
     start_isthmus,
     start_litellm,
     start_nginx,
+    start_python_floor,
     venv_python,
 )
 from pyspy_hotspots import hotspots
@@ -596,7 +598,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def verdicts(grid: dict[str, Any], steps: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("isthmus", "isthmus-guard", "isthmus-uvicorn", "isthmus-granian"):
+    for name in ("isthmus", "isthmus-guard", "isthmus-granian"):
         if name not in grid:
             continue
         point = grid[name]["plain"].get("500", {})
@@ -644,6 +646,18 @@ def verdicts(grid: dict[str, Any], steps: dict[str, Any]) -> dict[str, Any]:
                     and r99 <= TARGETS["added_vs_nginx"],
                     "nginx_sustained_rps": steps.get("nginx", {}).get("sustained_rps"),
                     "sustained_vs_nginx": _ratio(ours, steps.get("nginx", {}).get("sustained_rps")),
+                }
+            )
+        if "python-floor" in grid:
+            floor = grid["python-floor"]["plain"].get("500", {})
+            f50, f99 = floor.get("added_latency_p50_ms"), floor.get("added_latency_p99_ms")
+            entry.update(
+                {
+                    "floor_added_p50_ms_at_500": f50,
+                    "floor_added_p99_ms_at_500": f99,
+                    "over_floor_p50_ms": None if a50 is None or f50 is None else a50 - f50,
+                    "over_floor_p99_ms": None if a99 is None or f99 is None else a99 - f99,
+                    "floor_vs_nginx_p50": _ratio(f50, entry.get("nginx_added_p50_ms_at_500")),
                 }
             )
         out[name] = entry
@@ -734,6 +748,14 @@ def print_report(result: dict[str, Any]) -> None:
                 f"P99 {_fmt(v['added_vs_nginx_p99'], 1, 1)}x (<= {TARGETS['added_vs_nginx']:g}x: "
                 f"{'met' if v['added_vs_nginx_met'] else 'MISSED'})"
             )
+    for name, v in result["targets"].items():
+        if v.get("floor_added_p50_ms_at_500") is not None:
+            print(
+                f"{name}: the bare Python proxy adds P50 {_fmt(v['floor_added_p50_ms_at_500'])} / "
+                f"P99 {_fmt(v['floor_added_p99_ms_at_500'])} ms at 500 req/s "
+                f"({_fmt(v.get('floor_vs_nginx_p50'), 1, 1)}x nginx at P50); the gateway's own work "
+                f"{_fmt(v['over_floor_p50_ms'])} / {_fmt(v['over_floor_p99_ms'])} ms above it"
+            )
     if result.get("routing_decision"):
         rd = result["routing_decision"]
         print(
@@ -770,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-nginx", action="store_true")
     parser.add_argument("--skip-granian", action="store_true")
     parser.add_argument(
-        "--skip-uvicorn", action="store_true", help="skip the gateway on uvicorn (a comparison)"
+        "--skip-floor", action="store_true", help="skip the bare Python proxy (the floor)"
     )
     parser.add_argument(
         "--skip-guard", action="store_true", help="skip the gateway with inspection on"
@@ -844,16 +866,16 @@ def _run(
     port = upstream.info["port"]
     proxies: list[Proxy] = []
     starters: list[tuple[str, Any]] = [
-        ("isthmus", lambda: start_isthmus(children, port, "isthmus"))
+        ("isthmus", lambda: start_isthmus(children, port, "uvicorn"))
     ]
     if not args.skip_guard:
         starters.append(
-            ("isthmus-guard", lambda: start_isthmus(children, port, "isthmus", guard=True))
+            ("isthmus-guard", lambda: start_isthmus(children, port, "uvicorn", guard=True))
         )
-    if not args.skip_uvicorn:
-        starters.append(("isthmus-uvicorn", lambda: start_isthmus(children, port, "uvicorn")))
     if not args.skip_granian:
         starters.append(("isthmus-granian", lambda: start_isthmus(children, port, "granian")))
+    if not args.skip_floor:
+        starters.append(("python-floor", lambda: start_python_floor(children, port)))
     if not args.skip_nginx:
         starters.append(("nginx", lambda: start_nginx(children, port, scratch)))
     if not args.skip_litellm:

@@ -1,7 +1,9 @@
 """The parties of the gateway-overhead benchmark, each its own process: start, check, stop.
 
 - the upstream: the emulated engine in zero mode (``--timing none``);
-- the Isthmus gateway (``bench/serve_gateway.py``) on its own HTTP server, uvicorn or granian;
+- the Isthmus gateway (``bench/serve_gateway.py``) on uvicorn (its server) or granian;
+- the Python floor (``bench/python_floor_proxy.py``): a bare forwarding proxy on the same event
+  loop, parser and upstream pool as the gateway, with none of its work;
 - nginx as a plain reverse proxy: its config generated into a temporary prefix, run in the
   foreground as a child (no root config, no daemon);
 - LiteLLM proxy from its own virtualenv (``bench/.venvs/litellm``, made on first use).
@@ -191,13 +193,24 @@ def start_emulator(children: Children) -> Proxy:
     return proxy
 
 
+def start_python_floor(children: Children, upstream_port: int) -> Proxy:
+    """``bench/python_floor_proxy.py``: the least a Python proxy on asyncio does per request."""
+    port = free_port()
+    cmd = [PYTHON, str(BENCH / "python_floor_proxy.py"), "--port", str(port)]
+    cmd += ["--upstream-port", str(upstream_port)]
+    proc = children.start("python-floor", cmd)
+    proxy = Proxy("python-floor", f"http://127.0.0.1:{port}", proc, {})
+    wait_ready(proxy.url, proc, 30)
+    return proxy
+
+
 def start_isthmus(
     children: Children, upstream_port: int, server: str, guard: bool = False
 ) -> Proxy:
     port = free_port()
     cmd = [PYTHON, str(BENCH / "serve_gateway.py"), "--port", str(port)]
     cmd += ["--upstream-port", str(upstream_port), "--server", server]
-    name = "isthmus" if server == "isthmus" else f"isthmus-{server}"
+    name = "isthmus" if server == "uvicorn" else f"isthmus-{server}"
     if guard:
         cmd.append("--guard")
         name += "-guard"

@@ -6,19 +6,15 @@ class is allowed there, decision logging and health checks off. Every request st
 through authentication, body checks, data class, admission, ``route()``, the pooled upstream
 client and the metrics, as in production.
 
-Three server stacks, one worker each:
+Two server stacks, one worker each:
 
-- ``isthmus`` (default): the gateway's own HTTP/1.1 server (``isthmus.gateway.http_server``:
-  asyncio protocols on uvloop, httptools' parser), started by
-  ``isthmus.gateway.server.start_gateway`` — the code path ``isthmus up`` and
-  ``isthmus gateway`` use;
-- ``uvicorn``: uvicorn with uvloop + httptools (``isthmus.serving.serve_on_loop``, the server
-  the engine emulator uses), the same gateway and garbage-collector settings;
+- ``uvicorn``: uvloop + httptools, started by ``isthmus.gateway.server.start_gateway`` (the
+  code path ``isthmus up`` uses);
 - ``granian``: granian's Rust HTTP server with the ASGI interface and the uvloop event loop
   (``granian --interface asgi --loop uvloop --workers 1``). Granian runs the app in a worker
   process it spawns, so a profiler or CPU meter must follow the process tree.
 
-    .venv/bin/python bench/serve_gateway.py --port 8080 --upstream-port 8000 [--server uvicorn]
+    .venv/bin/python bench/serve_gateway.py --port 8080 --upstream-port 8000 [--server granian]
 
 Prints ``ready http://127.0.0.1:PORT`` once it accepts connections (uvicorn; granian logs its
 own start-up line) and runs until SIGINT or SIGTERM.
@@ -106,46 +102,21 @@ def _freeze_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def _serve_loop(
-    server: str, host: str, port: int, upstream_port: int, gc_freeze: bool, guard: bool
+async def _serve_uvicorn(
+    host: str, port: int, upstream_port: int, gc_freeze: bool, guard: bool
 ) -> None:
-    from isthmus.gateway.server import GC_THRESHOLDS, start_gateway
+    from isthmus.gateway.server import start_gateway
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = bench_gateway(upstream_port, guard)
-    if server == "isthmus":
-        served = await start_gateway(gateway, host, port)
-        url, shutdown = served.url, served.stop
-    else:
-        from isthmus.serving import serve_on_loop
-
-        uvicorn_server, task, bound = await serve_on_loop(
-            gateway,
-            host,
-            port,
-            name="gateway",
-            lifespan="on",
-            log_level="warning",
-            timeout_keep_alive=75,
-            date_header=False,
-        )
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
-        url = f"http://{host}:{bound}"
-
-        async def shutdown() -> None:
-            uvicorn_server.should_exit = True
-            await task
-
+    served = await start_gateway(bench_gateway(upstream_port, guard), host, port)
     if gc_freeze:
         _freeze_gc()
-    print(f"ready {url}", flush=True)
+    print(f"ready {served.url}", flush=True)
     await stop.wait()
-    await shutdown()
+    await served.stop()
 
 
 def _serve_granian(
@@ -179,7 +150,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
-    parser.add_argument("--server", choices=("isthmus", "uvicorn", "granian"), default="isthmus")
+    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
     parser.add_argument(
         "--gc-freeze", action="store_true", help="experiment: gc.freeze() and rarer collections"
     )
@@ -202,9 +173,7 @@ def main() -> int:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(
-            _serve_loop(
-                args.server, args.host, args.port, args.upstream_port, args.gc_freeze, args.guard
-            )
+            _serve_uvicorn(args.host, args.port, args.upstream_port, args.gc_freeze, args.guard)
         )
     return 0
 

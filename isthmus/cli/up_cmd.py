@@ -247,7 +247,7 @@ async def _serve_gateway(
                 await agent.stop()
                 return
     try:
-        served = await start_gateway(gateway, host, port)
+        served = await start_gateway(gateway, host, port, log_level="info")
     except OSError as exc:
         raise CliFailure(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     console().print(

@@ -1,31 +1,32 @@
-"""Serve the gateway — on its own, or on a running loop.
+"""Serve the gateway with uvicorn (uvloop + httptools) — on its own, or on a running loop.
 
-``start_gateway`` binds the socket first (so port 0 works and the port is known), runs the
-gateway's lifespan start-up (health checks start), serves it with ``isthmus.gateway.http_server``
-on the current event loop and returns once connections are accepted. ``ServedGateway.stop``
-drains the requests in flight, then runs the lifespan shutdown (the upstream pool closes).
+``start_gateway`` binds the socket first (so port 0 works and the port is known), starts
+uvicorn on the current event loop with the gateway's lifespan (health checks start, the
+upstream pool closes on shutdown) and returns once connections are accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from dataclasses import dataclass
 
+import uvicorn
+
 from isthmus.gateway.app import Gateway
-from isthmus.gateway.http_server import HttpServer, serve
-from isthmus.serving import bind_socket
+from isthmus.serving import serve_on_loop
 
 __all__ = ["GC_THRESHOLDS", "ServedGateway", "start_gateway"]
 
 GC_THRESHOLDS = (20_000, 50, 100)
-KEEP_ALIVE_S = 75.0
-DRAIN_S = 30.0
 
 
 @dataclass
 class ServedGateway:
     gateway: Gateway
-    server: HttpServer
+    server: uvicorn.Server
+    task: asyncio.Task[None]
     host: str
     port: int
 
@@ -33,22 +34,29 @@ class ServedGateway:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def stop(self, grace_s: float = DRAIN_S) -> None:
-        await self.server.stop(grace_s)
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
-async def start_gateway(gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> ServedGateway:
-    sock = bind_socket(host, port)
-    bound = int(sock.getsockname()[1])
-    try:
-        server = await serve(gateway, sock, keep_alive_s=KEEP_ALIVE_S)
-    except BaseException:
-        sock.close()
-        raise
+async def start_gateway(
+    gateway: Gateway, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+) -> ServedGateway:
+    server, task, bound = await serve_on_loop(
+        gateway,
+        host,
+        port,
+        name="gateway",
+        lifespan="on",
+        log_level=log_level,
+        timeout_keep_alive=75,
+        date_header=False,
+    )
     # The catalog, policy tables and fleet state live as long as the process: move them out of
     # the collector's sight, and collect the young generation less often (requests allocate
     # many short-lived objects; full scans of long-lived ones were a measurable share of CPU).
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    return ServedGateway(gateway, server, host, bound)
+    return ServedGateway(gateway, server, task, host, bound)

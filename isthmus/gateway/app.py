@@ -638,7 +638,8 @@ class Gateway:
     ) -> bool:
         """Pass a whole response on. The client gets it as soon as it is read (and inspected);
         the bookkeeping (fleet state, usage, metrics) follows the write, off the client's
-        critical path: the write does not yield, so no other request routes in between."""
+        critical path. The request counts as in flight until then (the write yields only when
+        the client's socket buffer is full)."""
         fleet = self.view.fleet
         i = attempt.endpoint
         try:

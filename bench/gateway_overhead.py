@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import _children  # bench/ is on sys.path: this script's folder
+from machine import cpu_model
 from proxies import (
     API_KEY,
     BENCH,
@@ -540,12 +541,7 @@ def _cpu_pressure() -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     mem_gb = None
     with contextlib.suppress(OSError, ValueError, IndexError):
         kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])

@@ -57,6 +57,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import cpu_model  # noqa: E402  (bench/ is on sys.path: this script's folder)
+
 from isthmus.engines.tokens import count_tokens  # noqa: E402
 from isthmus.guard import Guard, GuardPolicy, InspectionContext, Inspector  # noqa: E402
 from isthmus.guard.classifier import (  # noqa: E402
@@ -378,14 +380,7 @@ def latency(guard: Guard, prompts: list[str]) -> dict[str, object]:
 
 
 def machine() -> dict[str, object]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -50,6 +50,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import cpu_model  # noqa: E402  (bench/ is on sys.path: the scripts' folder)
+
 from isthmus.engines.emulator.protocol import Generation  # noqa: E402
 from isthmus.engines.emulator.responses import (  # noqa: E402
     DONE,
@@ -156,16 +158,6 @@ def median_of_rounds(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dic
         }
         for name in rounds[0]
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_figures(label: str, figures: dict[str, dict[str, float]]) -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # bench/ is on sys.path: the scripts' folder
 
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.synth import synth_fabric
@@ -51,17 +52,6 @@ def index_hashes(hash_ids: list[int], input_length: int) -> tuple[int, ...]:
 def percentiles(samples: list[float]) -> dict[str, float]:
     arr = np.array(samples) * 1e6
     return {f"p{q}": float(np.percentile(arr, q)) for q in (50, 90, 99, 99.9)}
-
-
-def cpu_model() -> str:
-    """The processor's name (the figures differ between the VMs this runs on)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -273,17 +273,22 @@ def _best_first(key: FloatArray, scored: _Scored) -> list[int]:
     return sorted(top, key=key.item)
 
 
+def _compliant(request: RouteRequest, view: RoutingView) -> CompliantSet:
+    """The endpoints the static filters allow for this request (memoised by the view)."""
+    return view.compliant(
+        request.gateway_site,
+        request.data_class,
+        request.model,
+        request.allowed_models,
+        request.kind,
+    )
+
+
 def _prepare(
     request: RouteRequest, view: RoutingView, policy: str, compliant: CompliantSet | None = None
 ) -> tuple[_Scored | None, Decision | None]:
     if compliant is None:
-        compliant = view.compliant(
-            request.gateway_site,
-            request.data_class,
-            request.model,
-            request.allowed_models,
-            request.kind,
-        )
+        compliant = _compliant(request, view)
     if len(compliant.indices) == 0:
         return None, _refused(request, compliant, policy)
     scored = _filter_and_predict(request, view, compliant)
@@ -325,13 +330,7 @@ def _fastest_key(scored: _Scored, view: RoutingView) -> FloatArray:
 
 def route(request: RouteRequest, view: RoutingView) -> Decision:
     """Isthmus routing: the compliant endpoint that best meets the tenant's objective."""
-    compliant = view.compliant(
-        request.gateway_site,
-        request.data_class,
-        request.model,
-        request.allowed_models,
-        request.kind,
-    )
+    compliant = _compliant(request, view)
     if 0 < len(compliant.indices) <= SCALAR_CANDIDATES:
         small = _route_scalar(request, view, compliant)
         if small is not None:

@@ -82,6 +82,16 @@ def _billed_tokens(prompt: float, cached: float) -> float:
     return (prompt - cached) + cached * CACHED_INPUT_DISCOUNT
 
 
+def _request_cost(
+    prompt: float, cached: float, output: float, usd_in: float, usd_out: float, egress: float
+) -> float:
+    """One candidate's predicted cost in plain floats (the same operations, in the same order,
+    as ``_Scored.cost_usd`` does elementwise): input billed, output, egress both ways."""
+    cost = _billed_tokens(prompt, cached) * usd_in
+    cost += output * usd_out + (prompt + output) * egress
+    return cost
+
+
 class _Scored(NamedTuple):
     """Predictions for every compliant endpoint (aligned with ``compliant.indices``);
     ``blocked`` marks the ones a live filter removed (unhealthy, circuit open, full, tried,
@@ -215,7 +225,7 @@ def _why_unusable(
 
 def _candidates(view: RoutingView, scored: _Scored, order: list[int]) -> tuple[Candidate, ...]:
     """The first ``FAILOVER_DEPTH`` usable endpoints of ``order``, with their predictions (a
-    handful: read one by one, their costs in plain floats as in ``_Scored.cost_usd``)."""
+    handful: read one by one, their costs in plain floats by ``_request_cost``)."""
     fleet = view.fleet
     infos = fleet.infos
     rows = scored.compliant.rows
@@ -228,8 +238,7 @@ def _candidates(view: RoutingView, scored: _Scored, order: list[int]) -> tuple[C
             continue
         i, rtt, egress, _, _, usd_in, usd_out = rows[k]
         cached = split.cached(scored.levels.item(k))
-        cost = _billed_tokens(prompt, cached) * usd_in
-        cost += output * usd_out + (prompt + output) * egress
+        cost = _request_cost(prompt, cached, output, usd_in, usd_out, egress)
         info = infos[i]
         ranked.append(
             Candidate(
@@ -402,8 +411,7 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
         queue = backlog + float(fleet.wait_ms[i])
         prefill = uncached * ms_prefill
         ttft = max(rtt + queue + prefill, rtt)
-        cost = (uncached + cached * CACHED_INPUT_DISCOUNT) * usd_in
-        cost += output * usd_out + (prompt + output) * egress
+        cost = _request_cost(prompt, cached, output, usd_in, usd_out, egress)
         dead = (
             bool(fleet.blocked[i]) or i in tried or kv_tokens < prompt + output or ttft > deadline
         )

@@ -14,26 +14,30 @@ from isthmus.routing.router import _FULL_SORT, SCALAR_CANDIDATES, _route_arrays,
 FABRIC = Fabric(synth_fabric(10, seed=3, endpoints_per_site=2))  # 6 endpoints per model
 GATEWAY = next(iter(FABRIC.sites))
 
-_objectives = st.one_of(
-    st.builds(Objective, kind=st.just("fastest")),
-    st.builds(
-        Objective,
-        kind=st.just("cheapest_within_slo"),
-        ttft_slo_ms=st.sampled_from([1.0, 50.0, 250.0, 5000.0]),
-    ),
-    st.builds(
-        Objective,
-        kind=st.just("weighted"),
-        ttft_weight=st.floats(0, 2),
-        cost_weight=st.floats(0, 2),
-        quality_weight=st.floats(0, 2),
-    ),
-)
-_prefix = st.lists(st.integers(1, 3), min_size=0, max_size=12).map(
-    # chained as the gateway hashes prompts (block k's hash names blocks 0..k), so prompts
-    # with the same first blocks share their heads
-    lambda xs: tuple(hash(tuple(xs[: k + 1])) for k in range(len(xs)))
-)
+
+def _objectives(slos: list[float], min_ttft_weight: float) -> st.SearchStrategy[Objective]:
+    return st.one_of(
+        st.builds(Objective, kind=st.just("fastest")),
+        st.builds(
+            Objective, kind=st.just("cheapest_within_slo"), ttft_slo_ms=st.sampled_from(slos)
+        ),
+        st.builds(
+            Objective,
+            kind=st.just("weighted"),
+            ttft_weight=st.floats(min_ttft_weight, 2),
+            cost_weight=st.floats(0, 2),
+            quality_weight=st.floats(0, 2),
+        ),
+    )
+
+
+def _chain(path: tuple[int, ...]) -> tuple[int, ...]:
+    """Chained as the gateway hashes prompts (block k's hash names blocks 0..k), so prompts
+    with the same first blocks share their heads."""
+    return tuple(hash(path[: k + 1]) for k in range(len(path)))
+
+
+_prefix = st.lists(st.integers(1, 3), min_size=0, max_size=12).map(lambda xs: _chain(tuple(xs)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -43,7 +47,7 @@ _prefix = st.lists(st.integers(1, 3), min_size=0, max_size=12).map(
     ),
     health=st.lists(st.booleans(), min_size=20, max_size=20),
     bias=st.lists(st.floats(-50, 200), min_size=20, max_size=20),
-    objective=_objectives,
+    objective=_objectives([1.0, 50.0, 250.0, 5000.0], min_ttft_weight=0.0),
     prompt=st.integers(1, 200_000),
     output=st.integers(1, 4096),
     prefix=_prefix,
@@ -85,10 +89,6 @@ LARGE_GATEWAY = next(iter(LARGE.sites))
 _SYSTEM = (7, 7, 7, 7)  # a system prompt most endpoints hold: a run unpacked by numpy
 
 
-def _chain(path: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(hash(path[: k + 1]) for k in range(len(path)))
-
-
 _conversation = st.tuples(st.booleans(), st.lists(st.integers(1, 3), max_size=10)).map(
     lambda p: _chain((_SYSTEM if p[0] else ()) + tuple(p[1]))
 )
@@ -101,21 +101,8 @@ _conversation = st.tuples(st.booleans(), st.lists(st.integers(1, 3), max_size=10
     ),
     holders=st.integers(0, 106),
     unhealthy=st.sets(st.integers(0, 105), max_size=40),
-    objective=st.one_of(
-        st.builds(Objective, kind=st.just("fastest")),
-        st.builds(
-            Objective,
-            kind=st.just("cheapest_within_slo"),
-            ttft_slo_ms=st.sampled_from([1.0, 150.0, 400.0, 5000.0]),
-        ),
-        st.builds(  # a TTFT weight keeps the keys of identical replicas apart (no ties)
-            Objective,
-            kind=st.just("weighted"),
-            ttft_weight=st.floats(0.1, 2),
-            cost_weight=st.floats(0, 2),
-            quality_weight=st.floats(0, 2),
-        ),
-    ),
+    # a TTFT weight keeps the keys of identical replicas apart (no ties)
+    objective=_objectives([1.0, 150.0, 400.0, 5000.0], min_ttft_weight=0.1),
     prompt=st.integers(1, 200_000),
     output=st.integers(1, 4096),
     prefix=_conversation,

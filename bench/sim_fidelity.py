@@ -48,8 +48,9 @@ from routing_quality import fabric_text, free_ports, replay, serve
 
 from isthmus.fabric.loader import load_fabric_text
 from isthmus.fabric.schema import Objective
-from isthmus.sim.replay import Replay, load_mooncake
+from isthmus.sim.replay import Replay
 from isthmus.sim.serving import ServingCpu
+from isthmus.sim.traces import load_mooncake
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "data" / "traces" / "mooncake_conversation_trace.jsonl"

@@ -38,8 +38,9 @@ from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.loader import load_fabric_text
 from isthmus.fabric.schema import Objective
 from isthmus.sim.plots import plot_load, plot_ttft_cdf
-from isthmus.sim.replay import Replay, RequestResult, TraceRequest, load_mooncake
+from isthmus.sim.replay import Replay, RequestResult, TraceRequest
 from isthmus.sim.report import infinite_cache_bound, summarise
+from isthmus.sim.traces import load_mooncake
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "data" / "traces" / "mooncake_conversation_trace.jsonl"

@@ -42,8 +42,8 @@ from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Objective
 from isthmus.fabric.synth import synth_fabric
 from isthmus.routing import RouteRequest, route
-from isthmus.sim.replay import Replay, TraceRequest, chained_block_hashes, load_mooncake
-from isthmus.sim.traces import repeat_trace
+from isthmus.sim.replay import Replay, TraceRequest, chained_block_hashes
+from isthmus.sim.traces import load_mooncake, repeat_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "data" / "traces" / "mooncake_conversation_trace.jsonl"

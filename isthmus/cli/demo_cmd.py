@@ -29,6 +29,7 @@ from isthmus.cli.fabric_cmds import FabricOption
 from isthmus.cli.output import CliFailure, console, friendly, load
 from isthmus.cli.up_cmd import demo_keys
 from isthmus.engines.tokens import prompt_from_hash_ids
+from isthmus.sim.traces import TraceError, load_mooncake
 
 __all__ = ["demo_app"]
 
@@ -191,10 +192,20 @@ def traffic(
     keys = demo_keys(fabric)
     if not keys:
         raise CliFailure("the fabric has none of the published demo keys; see examples/README.md")
+    if speedup <= 0:
+        raise CliFailure("--speedup must be positive")
     try:
-        rows = [json.loads(line) for line in trace.read_text().splitlines()[:requests]]
+        rows = load_mooncake(trace, requests, speedup)
     except OSError as exc:
         raise CliFailure(f"cannot read trace {trace}: {exc.strerror}") from None
+    except TraceError as exc:
+        raise CliFailure(str(exc)) from None
+    prompts = []
+    for k, row in enumerate(rows, start=1):
+        try:
+            prompts.append(prompt_from_hash_ids(row.hash_ids, row.prompt_tokens))
+        except ValueError as exc:
+            raise CliFailure(f"{trace}: request {k}: {exc}") from None
     mix = [t for t in _MIX if t in keys]
     tally = Tally()
 
@@ -212,18 +223,15 @@ def traffic(
                 ) from None
             tasks = []
             start = time.monotonic()
-            base = rows[0]["timestamp"] if rows else 0
             with Live(
                 tally.view(url), console=console(), refresh_per_second=4, transient=as_json
             ) as live:
-                for k, row in enumerate(rows):
-                    due = (row["timestamp"] - base) / 1000.0 / speedup
-                    delay = due - (time.monotonic() - start)
+                for k, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
+                    delay = row.arrival_s - (time.monotonic() - start)
                     if delay > 0:
                         await asyncio.sleep(delay)
                     tenant = mix[k % len(mix)]
-                    prompt = prompt_from_hash_ids(row["hash_ids"], row["input_length"])
-                    output = max(1, min(max_tokens, int(row["output_length"])))
+                    output = max(1, min(max_tokens, row.output_tokens))
                     tasks.append(
                         asyncio.create_task(
                             _one(

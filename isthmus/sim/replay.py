@@ -15,10 +15,8 @@ request is then checked against the compiled policy and counted as a violation i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +47,6 @@ __all__ = [
     "RequestResult",
     "TraceRequest",
     "chained_block_hashes",
-    "load_mooncake",
     "replay",
 ]
 
@@ -104,22 +101,6 @@ class RequestResult:
     data_class: str = ""
     ttft_slo_ms: float | None = None
     cost_usd: float = 0.0
-
-
-def load_mooncake(path: Path, limit: int | None = None, speedup: float = 1.0) -> list[TraceRequest]:
-    """Mooncake JSONL rows as requests (timestamps in ms, compressed by ``speedup``)."""
-    lines = path.read_text().splitlines()
-    rows = [json.loads(line) for line in (lines[:limit] if limit else lines)]
-    base = rows[0]["timestamp"] if rows else 0
-    return [
-        TraceRequest(
-            arrival_s=(row["timestamp"] - base) / 1000.0 / speedup,
-            prompt_tokens=int(row["input_length"]),
-            output_tokens=int(row["output_length"]),
-            hash_ids=tuple(row["hash_ids"]),
-        )
-        for row in rows
-    ]
 
 
 def chained_block_hashes(

@@ -155,6 +155,9 @@ def _run(
 
 
 def _table(summaries: list[dict[str, Any]], title: str) -> Table:
+    bound = summaries[0]["infinite_cache_bound"] if summaries else None
+    if bound is not None:  # the same trace for every policy
+        title += f" · infinite-cache hit bound {bound:.1%}"
     table = Table(title=title, show_edge=False)
     for column in (
         "policy",
@@ -164,7 +167,7 @@ def _table(summaries: list[dict[str, Any]], title: str) -> Table:
         "p99",
         "TPOT p50",
         "SLO",
-        "hit / bound",
+        "hit (of bound)",
         "cost $",
         "violations",
     ):
@@ -183,7 +186,7 @@ def _table(summaries: list[dict[str, Any]], title: str) -> Table:
             ms(s["ttft_ms"]["p99"]),
             "—" if s["tpot_ms"]["p50"] is None else f"{s['tpot_ms']['p50']:.1f}",
             f"{s['slo_attainment']:.0%}",
-            f"{s['hit_rate']:.1%} / {bound:.0%}" if bound is not None else f"{s['hit_rate']:.1%}",
+            f"{s['hit_rate']:.1%} ({bound:.0%})" if bound is not None else f"{s['hit_rate']:.1%}",
             f"{s['cost_usd']:.2f}",
             f"[red]{s['sovereignty_violations']}[/]" if s["sovereignty_violations"] else "0",
         )

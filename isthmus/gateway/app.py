@@ -52,6 +52,7 @@ log = logging.getLogger("isthmus.gateway")
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_DATA_CLASS_HEADER = "x-isthmus-data-class"
 _PATHS = {
     "/v1/chat/completions": ("chat", "/chat/completions"),
     "/v1/completions": ("completion", "/completions"),
@@ -107,6 +108,21 @@ def _header(scope: Scope, name: bytes) -> str | None:
             except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
                 return None
     return None
+
+
+def _data_classes(scope: Scope, parsed: ParsedRequest) -> list[tuple[str, str]]:
+    """Every data class the request asks for, with where: each ``x-isthmus-data-class`` header
+    (repeated, or comma-separated) and ``metadata.data_class``."""
+    asked = [
+        (name.strip(), _DATA_CLASS_HEADER)
+        for key, value in scope["headers"]
+        if key == b"x-isthmus-data-class"
+        for name in value.decode("latin-1").split(",")
+        if name.strip()
+    ]
+    if parsed.data_class is not None:
+        asked.append((parsed.data_class, "metadata.data_class"))
+    return asked
 
 
 def _ascii(text: str) -> bytes:
@@ -305,9 +321,7 @@ class Gateway:
             scope, receive, min(tenant.max_body_bytes, self.config.max_body_bytes)
         )
         parsed = parse_request(kind, raw, self.config.index_block_tokens)  # type: ignore[arg-type]
-        data_class = self.directory.data_class(
-            tenant, _header(scope, b"x-isthmus-data-class") or parsed.data_class
-        )
+        data_class = self.directory.data_class(tenant, _data_classes(scope, parsed))
         parsed = await self._inspect_request(tenant.name, parsed)
         reservation = self.ledger.admit(tenant, parsed.prompt_tokens + parsed.max_output_tokens)
         outcome = _Outcome(tenant=tenant.name)

@@ -2,12 +2,14 @@
 
 Invariants: a plaintext key is never stored or logged — it is hashed on arrival and looked up
 by digest; a request's data class is the tenant's default unless the request *raises* it (a
-class of a higher level); a lower or unknown class is refused, never silently replaced.
+class of a higher level); a lower or unknown class is refused, never silently replaced; when a
+request names several classes (headers, body), the highest applies.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from isthmus.fabric.catalog import Fabric
@@ -60,11 +62,31 @@ class TenantDirectory:
             raise ApiError(401, "invalid API key", "invalid_api_key")
         return caller
 
-    def data_class(self, tenant: Tenant, requested: str | None) -> str:
-        """The class a request runs under: the tenant's default, or a higher one it asks for."""
+    def data_class(self, tenant: Tenant, requested: Sequence[tuple[str, str]] = ()) -> str:
+        """The class a request runs under: the tenant's default, or the highest class the request
+        asks for. ``requested`` holds each class asked for with where it was asked (the
+        ``x-isthmus-data-class`` header, ``metadata.data_class``). Every one must be known and
+        none lower than the default; two different classes at the top level are refused (which
+        rules would apply is ambiguous), never resolved by a guess."""
         default = tenant.default_data_class
-        if requested is None or requested == default:
-            return default
+        classes = self.fabric.data_classes
+        chosen: str | None = None
+        for name, param in requested:
+            if name != default:
+                self._check(name, param, default)
+            if chosen is None or classes[name].level > classes[chosen].level:
+                chosen = name
+            elif name != chosen and classes[name].level == classes[chosen].level:
+                raise ApiError(
+                    400,
+                    f"the request asks for two data classes of the same level, {chosen!r} and "
+                    f"{name!r}; ask for one",
+                    "conflicting_data_classes",
+                    param,
+                )
+        return default if chosen is None else chosen
+
+    def _check(self, requested: str, param: str, default: str) -> None:
         classes = self.fabric.data_classes
         if requested not in classes:
             known = ", ".join(sorted(classes))
@@ -72,7 +94,7 @@ class TenantDirectory:
                 400,
                 f"unknown data class {requested!r}; known: {known}",
                 "unknown_data_class",
-                "x-isthmus-data-class",
+                param,
             )
         if classes[requested].level < classes[default].level:
             raise ApiError(
@@ -81,6 +103,5 @@ class TenantDirectory:
                 f"tenant's default {default!r} (level {classes[default].level}); a request may "
                 "raise its class, never lower it",
                 "data_class_lowered",
-                "x-isthmus-data-class",
+                param,
             )
-        return requested

@@ -10,6 +10,7 @@ import pytest
 
 from isthmus.fabric.catalog import Fabric
 from isthmus.gateway import Gateway, GatewayConfig
+from isthmus.gateway.errors import ApiError
 
 from .conftest import KEY, OTHER_KEY, with_tenants
 
@@ -186,3 +187,85 @@ def test_rate_limit_is_429_with_retry_after(mini: Fabric) -> None:
     response = post(gateway, json=bad_model, key=OTHER_KEY)
     assert response.headers["retry-after"]
     assert error_of(response)["code"] == "rate_limit_exceeded"
+
+
+def test_the_highest_data_class_asked_for_applies(gateway: Gateway) -> None:
+    """Header and body may both name a class: the highest applies, whichever comes first. In the
+    mini fabric pii (the bank's default) goes to par-llama and phi only to iad-llama (no engine
+    runs here: the endpoint tried is named in the 503)."""
+
+    def tried(body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+        response = post(gateway, json=body, headers=headers)
+        assert response.status_code == 503, response.text
+        return error_of(response)["message"].rsplit("last error: ", 1)[-1]
+
+    phi_in_body = {**GOOD, "metadata": {"data_class": "phi"}}
+    assert tried(GOOD).startswith("par-llama")
+    assert tried(phi_in_body).startswith("iad-llama")
+    assert tried(phi_in_body, {"x-isthmus-data-class": "pii"}).startswith("iad-llama")
+    assert tried(GOOD, {"x-isthmus-data-class": "pii, phi"}).startswith("iad-llama")
+
+
+def test_data_class_errors_name_where_the_class_was_asked(gateway: Gateway) -> None:
+    response = post(gateway, json={**GOOD, "metadata": {"data_class": "secret"}})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "unknown_data_class" and error["param"] == "metadata.data_class"
+    response = post(
+        gateway, json={**GOOD, "metadata": {"data_class": "public"}}, key=KEY
+    )  # the bank's default is higher
+    error = error_of(response)
+    assert error["code"] == "data_class_lowered" and error["param"] == "metadata.data_class"
+
+
+def test_two_classes_of_the_same_level_are_refused(mini: Fabric) -> None:
+    from isthmus.fabric.schema import DataClass
+    from isthmus.gateway.tenants import TenantDirectory
+
+    fabric = with_tenants(mini)
+    classes = (*fabric.spec.data_classes, DataClass(name="health-records", level=4))
+    fabric = Fabric(fabric.spec.model_copy(update={"data_classes": classes}))
+    directory = TenantDirectory(fabric)
+    bank = fabric.tenants["bank"]
+    header, body = "x-isthmus-data-class", "metadata.data_class"
+    assert directory.data_class(bank) == "pii"
+    assert directory.data_class(bank, [("pii", header), ("phi", body)]) == "phi"
+    assert directory.data_class(bank, [("phi", header), ("pii", body)]) == "phi"
+    with pytest.raises(ApiError) as refused:
+        directory.data_class(bank, [("phi", header), ("health-records", body)])
+    assert refused.value.status == 400 and refused.value.param == body
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": "nope"}, "tools"),
+        ({"tools": 5}, "tools"),
+        ({"tools": [5]}, "tools[0]"),
+        ({"tools": ["x"]}, "tools[0]"),
+        ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type"),
+        ({"tools": [{"type": "function"}]}, "tools[0].function"),
+        ({"tools": [{"type": "function", "function": "f"}]}, "tools[0].function"),
+        ({"tools": [{"type": "function", "function": {"name": 3}}]}, "tools[0].function.name"),
+        ({"tool_choice": 3}, "tool_choice"),
+        ({"response_format": "json"}, "response_format"),
+        ({"stop": ["a", 1]}, "stop"),
+        ({"seed": "x"}, "seed"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    ],
+)
+def test_bad_generation_options_name_the_parameter(
+    gateway: Gateway, extra: dict[str, Any], param: str
+) -> None:
+    response = post(gateway, json={**GOOD, **extra})
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param
+
+
+def test_invalid_utf8_names_the_byte(gateway: Gateway) -> None:
+    body = b'{"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+    response = post(gateway, body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    message = error_of(response)["message"]
+    assert "not valid UTF-8: byte 0xff at offset 68" in message, message

@@ -113,11 +113,68 @@ def _prompt_tokens(prompt: Any, param: str) -> list[str]:
     )
 
 
+def _check_tools(tools: Any) -> None:
+    """``tools``: an array of objects, each with a string ``type``; a function tool names its
+    function (the guard checks that name against the tenant's allowed tools)."""
+    if not isinstance(tools, list):
+        raise _bad(f"'tools' must be an array; found {_type_name(tools)}", "tools", "invalid_type")
+    for k, tool in enumerate(tools):
+        where = f"tools[{k}]"
+        if not isinstance(tool, dict):
+            raise _bad(
+                f"'{where}' must be an object; found {_type_name(tool)}", where, "invalid_type"
+            )
+        if not isinstance(tool.get("type"), str):
+            raise _bad(f"'{where}.type' is required and must be a string", f"{where}.type")
+        function = tool.get("function")
+        if function is None and tool["type"] != "function":
+            continue
+        if not isinstance(function, dict):
+            raise _bad(
+                f"'{where}.function' must be an object; found {_type_name(function)}",
+                f"{where}.function",
+                "invalid_type",
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad(
+                f"'{where}.function.name' is required and must be a non-empty string",
+                f"{where}.function.name",
+            )
+
+
+def _check_generation_options(body: dict[str, Any]) -> None:
+    """The types of the generation options an engine would otherwise reject with less care (or
+    the guard would misread): tools, tool_choice, response_format, stop, seed, penalties."""
+    if body.get("tools") is not None:
+        _check_tools(body["tools"])
+    _expect(body, "tool_choice", (str, dict), "a string or an object")
+    _expect(body, "response_format", (dict,), "an object")
+    _expect(body, "seed", (int,), "an integer")
+    _expect(body, "user", (str,), "a string")
+    _expect(body, "logit_bias", (dict,), "an object")
+    stop = _expect(body, "stop", (str, list), "a string or an array of strings")
+    if isinstance(stop, list) and not all(isinstance(s, str) for s in stop):
+        raise _bad("'stop' must be a string or an array of strings", "stop", "invalid_type")
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = _expect(body, name, (int, float), "a number")
+        if value is not None and not -2.0 <= value <= 2.0:
+            raise _bad(f"'{name}' must be between -2 and 2; found {value}", name)
+
+
 def parse_request(kind: Endpoint, raw: bytes, index_block_tokens: int) -> ParsedRequest:
     """Check a request body for ``kind`` and extract what routing needs."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise _bad(
+                f"the body is not valid UTF-8: byte {raw[bad.start]:#04x} at offset {bad.start}",
+                None,
+                "invalid_json",
+            ) from None
         raise _bad(f"the body is not valid JSON: {exc}", None, "invalid_json") from None
     if not isinstance(body, dict):
         raise _bad(
@@ -143,11 +200,12 @@ def parse_request(kind: Endpoint, raw: bytes, index_block_tokens: int) -> Parsed
         if "input" not in body:
             raise _bad("'input' is required", "input", "missing_input")
         tokens = _prompt_tokens(body["input"], "input")
-    max_tokens = _expect(body, "max_completion_tokens", (int,), "an integer")
-    if max_tokens is None:
-        max_tokens = _expect(body, "max_tokens", (int,), "an integer")
+    limit_name = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
+    max_tokens = _expect(body, limit_name, (int,), "an integer")
     if max_tokens is not None and max_tokens < 1:
-        raise _bad("'max_tokens' must be at least 1", "max_tokens")
+        raise _bad(f"'{limit_name}' must be at least 1", limit_name)
     for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
         value = _expect(body, name, (int, float), "a number")
         if value is not None and not low <= value <= high:
@@ -155,6 +213,8 @@ def parse_request(kind: Endpoint, raw: bytes, index_block_tokens: int) -> Parsed
     n = _expect(body, "n", (int,), "an integer")
     if n is not None and n != 1:
         raise _bad("only n=1 is supported", "n")
+    if kind != "embedding":
+        _check_generation_options(body)
     options = _expect(body, "stream_options", (dict,), "an object") or {}
     metadata = _expect(body, "metadata", (dict,), "an object") or {}
     data_class = metadata.get("data_class")

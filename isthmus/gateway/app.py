@@ -125,6 +125,11 @@ def _data_classes(scope: Scope, parsed: ParsedRequest) -> list[tuple[str, str]]:
     return asked
 
 
+def _shown(name: str, limit: int = 80) -> str:
+    """A client-supplied name quoted for an error message, cut to ``limit`` characters."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name):,} characters)"
+
+
 def _ascii(text: str) -> bytes:
     return text.encode("ascii", "replace")
 
@@ -342,7 +347,11 @@ class Gateway:
             finally:
                 self.ledger.settle(tenant, reservation, outcome.tokens, outcome.usd)
                 self.metrics.request(
-                    tenant.name, parsed.model, outcome.endpoint, outcome.site, outcome.status
+                    tenant.name,
+                    self._model_label(parsed.model),
+                    outcome.endpoint,
+                    outcome.site,
+                    outcome.status,
                 )
                 if outcome.status == "ok":
                     self.metrics.observe_e2e(
@@ -353,6 +362,12 @@ class Gateway:
                 span.set_attribute("outcome", outcome.status)
                 span.set_attribute("tokens", outcome.tokens)
                 span.set_attribute("cached_tokens_reported", outcome.cached_reported or 0)
+
+    def _model_label(self, model: str) -> str:
+        """The model as a metrics label: a model or alias of the fabric, else ``unknown`` (a
+        client's made-up names must not grow the metrics without bound)."""
+        fabric = self.fabric
+        return model if model in fabric.models or model in fabric.spec.aliases else "unknown"
 
     async def _record(self, tenant: str, verdicts: Any) -> None:
         """Audit verdicts off the event loop (the log writes to a database)."""
@@ -482,7 +497,7 @@ class Gateway:
             if refusals and refusals[0][0] == "catalog" and "not in the catalog" in refusals[0][1]:
                 return ApiError(
                     404,
-                    f"the model {parsed.model!r} does not exist; GET /v1/models lists the "
+                    f"the model {_shown(parsed.model)} does not exist; GET /v1/models lists the "
                     "models and aliases this gateway serves",
                     "model_not_found",
                     "model",

@@ -269,3 +269,20 @@ def test_invalid_utf8_names_the_byte(gateway: Gateway) -> None:
     assert response.status_code == 400
     message = error_of(response)["message"]
     assert "not valid UTF-8: byte 0xff at offset 68" in message, message
+
+
+def test_made_up_model_names_do_not_grow_metrics_or_echo_in_full(mini: Fabric) -> None:
+    gateway = Gateway(
+        with_tenants(mini),
+        GatewayConfig(site="onprem-paris", health_interval_s=0, log_decisions=False),
+    )
+    long_name = "m" * 60_000  # within both tenants' body limits
+    for key in (KEY, OTHER_KEY):  # the bank may use any model, the lab only chat-small
+        response = post(gateway, json={**GOOD, "model": long_name}, key=key)
+        assert response.status_code in (403, 404)
+        assert len(error_of(response)["message"]) < 400
+    for k in range(20):
+        post(gateway, json={**GOOD, "model": f"made-up-{k}"})
+    metrics = post(gateway, path="/metrics", method="GET", key=None).text
+    assert "made-up-" not in metrics and long_name[:100] not in metrics
+    assert 'model="unknown"' in metrics

@@ -6,7 +6,9 @@ the steady rate); token use is reserved at admission (prompt + requested output)
 with the real usage at completion. Budgets reset at the start of each UTC hour, day or month.
 
 Invariant: ``admit`` either reserves capacity and returns a ``Reservation`` the caller must
-``settle``, or raises a 429 ``ApiError`` saying which limit and when to retry.
+``settle``, or raises a 429 ``ApiError`` saying which limit and when to retry; a refusal that
+retrying soon cannot cure (a budget spent until its period ends, a request larger than the
+per-minute token limit) says so (``x-should-retry: false``), so clients do not retry it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Protocol
 from isthmus.fabric.schema import Tenant
 from isthmus.gateway.errors import ApiError
 
-__all__ = ["Ledger", "LedgerLike", "Reservation", "TokenBucket", "period_start"]
+__all__ = [
+    "Ledger",
+    "LedgerLike",
+    "Reservation",
+    "TokenBucket",
+    "period_end",
+    "period_start",
+    "refusal",
+]
 
 
 @dataclass
@@ -61,6 +71,68 @@ def period_start(period: str, now: float) -> float:
     else:
         moment = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return moment.timestamp()
+
+
+def period_end(period: str, now: float) -> float:
+    """Unix time of the start of the next UTC hour, day or month after ``now``."""
+    start = datetime.fromtimestamp(period_start(period, now), UTC)
+    if period == "hour":
+        return start.timestamp() + 3600.0
+    if period == "day":
+        return start.timestamp() + 86400.0
+    if start.month == 12:
+        return start.replace(year=start.year + 1, month=1).timestamp()
+    return start.replace(month=start.month + 1).timestamp()
+
+
+def refusal(tenant: Tenant, tokens: int, limit: str, figure: float, now: float) -> ApiError:
+    """The 429 for a request ``limit`` refuses. ``limit`` is ``budget_tokens`` or
+    ``budget_usd`` (``figure``: what the period has used), ``rpm`` or ``tpm`` (``figure``:
+    seconds until the request would fit) or ``tpm_too_big`` (the request alone exceeds it)."""
+    budget = tenant.budget
+    if limit in ("budget_tokens", "budget_usd"):
+        assert budget is not None
+        if limit == "budget_tokens":
+            assert budget.tokens is not None
+            message = (
+                f"token budget of {budget.tokens:,} per {budget.period} is exhausted "
+                f"({figure:,.0f} used; this request needs up to {tokens:,})"
+            )
+        else:
+            assert budget.usd is not None
+            message = (
+                f"USD budget of {budget.usd:.2f} per {budget.period} is exhausted "
+                f"({figure:.4f} used)"
+            )
+        return ApiError(
+            429,
+            message,
+            "insufficient_quota",
+            retry_after_s=max(1.0, period_end(budget.period, now) - now),
+            retryable=False,
+        )
+    if limit == "rpm":
+        return ApiError(
+            429,
+            f"rate limit of {tenant.rpm_limit} requests per minute reached",
+            "rate_limit_exceeded",
+            retry_after_s=figure,
+        )
+    if limit == "tpm_too_big":
+        return ApiError(
+            429,
+            f"this request needs up to {tokens:,} tokens, more than the limit of "
+            f"{tenant.tpm_limit:,} tokens per minute; lower max_tokens or shorten the prompt",
+            "tokens_exceeded",
+            "max_tokens",
+            retryable=False,
+        )
+    return ApiError(
+        429,
+        f"rate limit of {tenant.tpm_limit:,} tokens per minute reached",
+        "rate_limit_exceeded",
+        retry_after_s=figure,
+    )
 
 
 @dataclass
@@ -118,43 +190,20 @@ class Ledger:
             if start != account.period_start:
                 account.period_start, account.tokens_used, account.usd_used = start, 0, 0.0
             if budget.tokens is not None and account.tokens_used + tokens > budget.tokens:
-                raise ApiError(
-                    429,
-                    f"token budget of {budget.tokens:,} per {budget.period} is exhausted "
-                    f"({account.tokens_used:,} used; this request needs up to {tokens:,})",
-                    "insufficient_quota",
-                )
+                raise refusal(tenant, tokens, "budget_tokens", account.tokens_used, now)
             if budget.usd is not None and account.usd_used >= budget.usd:
-                raise ApiError(
-                    429,
-                    f"USD budget of {budget.usd:.2f} per {budget.period} is exhausted "
-                    f"({account.usd_used:.4f} used)",
-                    "insufficient_quota",
-                )
+                raise refusal(tenant, tokens, "budget_usd", account.usd_used, now)
         if account.requests is not None:
             wait = account.requests.take(1, now)
             if wait is not None:
-                raise ApiError(
-                    429,
-                    f"rate limit of {tenant.rpm_limit} requests per minute reached",
-                    "rate_limit_exceeded",
-                    retry_after_s=wait,
-                )
+                raise refusal(tenant, tokens, "rpm", wait, now)
         if account.tokens is not None:
             wait = account.tokens.take(tokens, now)
             if wait is not None:
                 if account.requests is not None:
                     account.requests.give_back(1)
                 too_big = wait == float("inf")
-                raise ApiError(
-                    429,
-                    f"this request needs up to {tokens:,} tokens, more than the limit of "
-                    f"{tenant.tpm_limit:,} tokens per minute"
-                    if too_big
-                    else f"rate limit of {tenant.tpm_limit:,} tokens per minute reached",
-                    "tokens_exceeded" if too_big else "rate_limit_exceeded",
-                    retry_after_s=None if too_big else wait,
-                )
+                raise refusal(tenant, tokens, "tpm_too_big" if too_big else "tpm", wait, now)
         return Reservation(tenant.name, tokens)
 
     def settle(self, tenant: Tenant, reservation: Reservation, tokens: int, usd: float) -> None:

@@ -42,8 +42,7 @@ import redis
 import redis.asyncio
 
 from isthmus.fabric.schema import Tenant
-from isthmus.gateway.errors import ApiError
-from isthmus.gateway.limits import Ledger, Reservation, period_start
+from isthmus.gateway.limits import Ledger, Reservation, period_start, refusal
 from isthmus.mesh.shared_metrics import SharedStateMetrics
 
 __all__ = ["MAX_PENDING", "SharedLedger", "SharedReservation"]
@@ -235,7 +234,7 @@ class SharedLedger:
                     self._back()
                 status, figure = (part.decode() for part in answer[:2])
                 if status != "ok":
-                    raise _refusal(tenant, tokens, status, float(figure))
+                    raise refusal(tenant, tokens, status, float(figure), now)
                 return SharedReservation(tenant.name, tokens, period)
         self.metrics.local_admissions.inc()
         return self.local.admit(tenant, tokens)
@@ -377,43 +376,3 @@ def _settle_args(settlement: _Settlement) -> list[str | int]:
         settlement.tpm,
         settlement.ttl,
     ]
-
-
-def _refusal(tenant: Tenant, tokens: int, status: str, figure: float) -> ApiError:
-    """The 429 the local ledger would give, with the shared figures."""
-    budget = tenant.budget
-    if status == "budget_tokens":
-        assert budget is not None and budget.tokens is not None
-        return ApiError(
-            429,
-            f"token budget of {budget.tokens:,} per {budget.period} is exhausted "
-            f"({figure:,.0f} used or reserved; this request needs up to {tokens:,})",
-            "insufficient_quota",
-        )
-    if status == "budget_usd":
-        assert budget is not None and budget.usd is not None
-        return ApiError(
-            429,
-            f"USD budget of {budget.usd:.2f} per {budget.period} is exhausted ({figure:.4f} used)",
-            "insufficient_quota",
-        )
-    if status == "rpm":
-        return ApiError(
-            429,
-            f"rate limit of {tenant.rpm_limit} requests per minute reached",
-            "rate_limit_exceeded",
-            retry_after_s=figure,
-        )
-    if status == "tpm_too_big":
-        return ApiError(
-            429,
-            f"this request needs up to {tokens:,} tokens, more than the limit of "
-            f"{tenant.tpm_limit:,} tokens per minute",
-            "tokens_exceeded",
-        )
-    return ApiError(
-        429,
-        f"rate limit of {tenant.tpm_limit:,} tokens per minute reached",
-        "rate_limit_exceeded",
-        retry_after_s=figure,
-    )

@@ -171,24 +171,38 @@ class Gateway:
             self.tracer = tracer_for(self.config.tracing)
         if self.guard is None:
             self.guard = NullGuard()
-        self._models_body = orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": name,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": m.provider or "isthmus",
-                    }
-                    for name, m in self.fabric.models.items()
-                ]
-                + [
-                    {"id": alias, "object": "model", "created": 0, "owned_by": "isthmus-alias"}
-                    for alias in self.fabric.spec.aliases
-                ],
+        self._models_bodies: dict[tuple[str, ...], bytes] = {}
+        self._models_of: Fabric | None = None  # the fabric the bodies were built from
+
+    def _model_objects(self) -> dict[str, dict[str, Any]]:
+        """Every model and alias of the fabric as an OpenAI model object, by name."""
+        objects = {
+            name: {"id": name, "object": "model", "created": 0, "owned_by": m.provider or "isthmus"}
+            for name, m in self.fabric.models.items()
+        }
+        for alias in self.fabric.spec.aliases:
+            objects[alias] = {
+                "id": alias,
+                "object": "model",
+                "created": 0,
+                "owned_by": "isthmus-alias",
             }
-        )
+        return objects
+
+    def _usable(self, name: str, allowed: tuple[str, ...]) -> bool:
+        return bool(self.view.models_for(name, allowed))
+
+    def _models_body(self, allowed: tuple[str, ...]) -> bytes:
+        """GET /v1/models for a tenant: the models and aliases it may use (built once per set
+        of allowed models, again after a new policy is installed)."""
+        if self._models_of is not self.fabric:
+            self._models_bodies, self._models_of = {}, self.fabric
+        body = self._models_bodies.get(allowed)
+        if body is None:
+            data = [o for name, o in self._model_objects().items() if self._usable(name, allowed)]
+            body = orjson.dumps({"object": "list", "data": data})
+            self._models_bodies[allowed] = body
+        return body
 
     # -- ASGI ---------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -246,13 +260,32 @@ class Gateway:
         route = _PATHS.get(path)
         if route is not None:
             if method != "POST":
-                raise ApiError(405, f"{path} accepts POST only", "method_not_allowed")
+                raise ApiError(405, f"{path} accepts POST only", "method_not_allowed", allow="POST")
             await self._completion(scope, receive, send, route[0], route[1])
-        elif path == "/v1/models":
-            self.directory.authenticate(
+            return
+        if method not in ("GET", "HEAD") and (
+            path in ("/v1/models", "/health", "/healthz", "/metrics")
+            or path.startswith("/v1/models/")
+        ):
+            raise ApiError(405, f"{path} accepts GET only", "method_not_allowed", allow="GET, HEAD")
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            caller = self.directory.authenticate(
                 _header(scope, b"authorization"), _header(scope, b"api-key")
             )
-            await self._send(send, 200, self._models_body)
+            allowed = caller.tenant.allowed_models
+            if path == "/v1/models":
+                await self._send(send, 200, self._models_body(allowed))
+                return
+            name = path.removeprefix("/v1/models/")
+            found = self._model_objects().get(name)
+            if found is None or not self._usable(name, allowed):
+                raise ApiError(
+                    404,
+                    f"the model {_shown(name)} does not exist or is not available to this key",
+                    "model_not_found",
+                    "model",
+                )
+            await self._send(send, 200, orjson.dumps(found))
         elif path in ("/health", "/healthz"):
             await self._send(send, 200, b'{"status":"ok"}')
         elif path == "/metrics":
@@ -490,8 +523,15 @@ class Gateway:
         return decision
 
     def _no_route(
-        self, decision: Decision, parsed: ParsedRequest, last_error: str | None
+        self,
+        decision: Decision,
+        parsed: ParsedRequest,
+        last_error: str | None,
+        throttled: bool = False,
     ) -> ApiError:
+        """The client's error when no endpoint is left: 404/403 for the model, 503 naming the
+        rule when nothing compliant exists, 503 (or 429 when the last compliant endpoint tried
+        was rate limiting: the client should slow down, not fail over) when none is usable."""
         if decision.status == "refused":
             refusals = decision.refusals
             if refusals and refusals[0][0] == "catalog" and "not in the catalog" in refusals[0][1]:
@@ -506,6 +546,10 @@ class Gateway:
                 return ApiError(403, refusals[0][1], "model_not_allowed", "model")
             return ApiError(503, decision.reason, "no_compliant_endpoint", retryable=False)
         detail = f"; last error: {last_error}" if last_error else ""
+        if throttled:
+            return ApiError(
+                429, f"{decision.reason}{detail}", "upstream_rate_limited", retry_after_s=1
+            )
         return ApiError(503, f"{decision.reason}{detail}", "no_available_endpoint", retry_after_s=1)
 
     async def _forward(
@@ -523,6 +567,7 @@ class Gateway:
         deadline = self.clock() + caller.tenant.deadline_ms / 1000.0
         exclude: set[str] = set()
         last_error: str | None = None
+        last_status: int | None = None  # the last upstream's HTTP status, None: no answer
         failures = 0
         while True:
             remaining_ms = (deadline - self.clock()) * 1000.0
@@ -535,7 +580,7 @@ class Gateway:
             decision = self._route(caller, parsed, data_class, exclude, remaining_ms)
             chosen = decision.chosen
             if chosen is None:
-                raise self._no_route(decision, parsed, last_error)
+                raise self._no_route(decision, parsed, last_error, last_status == 429)
             i = fleet.position[chosen.endpoint]
             breaker = self.breakers[i]
             now = self.clock()
@@ -555,7 +600,7 @@ class Gateway:
                     chosen.endpoint, upstream_path, payload, max(0.001, (deadline - now))
                 )
             except UpstreamError as error:
-                last_error = f"{chosen.endpoint}: {error.reason}"
+                last_error, last_status = f"{chosen.endpoint}: {error.reason}", None
                 self._failed(attempt, "connect" if "connect" in error.reason else "timeout")
                 failures += 1
                 self._give_up_if_spent(failures, last_error)
@@ -568,6 +613,7 @@ class Gateway:
                     text = ""
                 response.release()
                 last_error = f"{chosen.endpoint}: http {response.status} {text}"
+                last_status = response.status
                 self._failed(attempt, f"http_{response.status}", trip=response.status != 429)
                 failures += 1
                 self._give_up_if_spent(failures, last_error, 429 if response.status == 429 else 502)
@@ -584,6 +630,7 @@ class Gateway:
                 done = await self._plain(send, response, attempt, parsed, outcome)
             if not done:  # failed before the first byte reached the client: fail over
                 last_error = f"{chosen.endpoint}: stream broke before the first token"
+                last_status = None
                 failures += 1
                 self._give_up_if_spent(failures, last_error)
                 exclude.add(chosen.endpoint)

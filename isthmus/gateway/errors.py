@@ -38,6 +38,7 @@ class ApiError(Exception):
     param: str | None = None
     retry_after_s: float | None = None
     retryable: bool | None = None
+    allow: str | None = None  # the methods a 405's path accepts
 
     def __str__(self) -> str:
         return f"{self.status} {self.code or ''}: {self.message}"
@@ -66,4 +67,6 @@ class ApiError(Exception):
         if self.retryable is not None:
             # honoured by the official OpenAI clients: a policy refusal is not worth retrying
             out.append((b"x-should-retry", b"true" if self.retryable else b"false"))
+        if self.allow is not None:
+            out.append((b"allow", self.allow.encode()))
         return out

@@ -186,3 +186,32 @@ def test_provider_cut_off_continues_on_another_allowed_provider(
 
 async def _set_pending(gateway, i: int, tokens: float) -> None:  # type: ignore[no-untyped-def]
     gateway.view.fleet.set_load(i, pending_prefill_tokens=tokens, now_s=gateway.clock())
+
+
+def test_models_are_listed_and_retrieved_per_tenant(deployment: LocalDeployment) -> None:
+    lab = client(deployment, OTHER_KEY)  # the lab may use chat-small only
+    assert {m.id for m in lab.models.list()} == {"chat-small"}
+    assert lab.models.retrieve("chat-small").id == "chat-small"
+    with pytest.raises(openai.NotFoundError):
+        lab.models.retrieve("llama-3.1-8b")
+    assert client(deployment).models.retrieve("llama-3.1-8b").owned_by
+    response = httpx.post(deployment.url + "/v1/models")
+    assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD"
+    response = httpx.get(deployment.url + "/v1/chat/completions")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+def test_an_upstream_rate_limit_reaches_the_client_as_429(deployment: LocalDeployment) -> None:
+    """The bank's pii requests from Paris have one compliant endpoint; when it answers 429,
+    the client is told to slow down (429, Retry-After), not that the service is down."""
+    origin = deployment.gateway.upstreams.targets["par-llama"].origin
+    httpx.post(origin + "/admin/faults", json={"rate_limit_rate": 1.0}).raise_for_status()
+    try:
+        with pytest.raises(openai.RateLimitError) as caught:
+            client(deployment).chat.completions.create(
+                model="llama-3.1-8b", messages=CHAT, max_tokens=2
+            )
+        assert caught.value.code == "upstream_rate_limited"
+        assert caught.value.response.headers["retry-after"]
+    finally:
+        httpx.post(origin + "/admin/faults", json={"reset": True}).raise_for_status()

@@ -416,13 +416,16 @@ class Gateway:
         if isinstance(self.guard, NullGuard):
             return parsed
         body = parsed.body
+        key = {"chat": "messages", "completion": "prompt"}.get(parsed.kind, "input")
+        raw = body[key]
         if parsed.kind == "chat":
-            messages = body["messages"]
+            messages = raw
         else:
-            raw = body.get("prompt" if parsed.kind == "completion" else "input")
-            items = raw if isinstance(raw, list) else []
-            text = raw if isinstance(raw, str) else " ".join(x for x in items if isinstance(x, str))
-            messages = [{"role": "user", "content": text}]
+            # one user message per element, index for index, so each element of a batch is
+            # judged and redacted on its own and the batch keeps its length and order; token
+            # ids (parse_request allows all strings or all ints) are no text: no message
+            texts = raw if isinstance(raw, list) else [raw]
+            messages = [{"role": "user", "content": t} for t in texts if isinstance(t, str)]
         decision = self.guard.inspect_request(
             tenant, messages, tools=body.get("tools"), max_output_tokens=parsed.max_output_tokens
         )
@@ -430,14 +433,14 @@ class Gateway:
             await self._record(tenant, decision.verdicts)
         if decision.blocked:
             raise ApiError(400, decision.reason, "guard_blocked", retryable=False)
-        if decision.messages is None:
+        if decision.messages is None or not messages:  # nothing redacted, or no text to redact
             return parsed
         if parsed.kind == "chat":
-            body = {**body, "messages": decision.messages}
+            redacted: Any = decision.messages
         else:
-            key = "prompt" if parsed.kind == "completion" else "input"
-            body = {**body, key: decision.messages[0].get("content", "")}
-        return replace(parsed, body=body)
+            contents = [m["content"] for m in decision.messages]
+            redacted = contents if isinstance(raw, list) else contents[0]
+        return replace(parsed, body={**body, key: redacted})
 
     def _guarded_stream(self, tenant: str, parsed: ParsedRequest) -> GuardedStream | None:
         assert self.guard is not None

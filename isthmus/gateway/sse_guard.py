@@ -3,12 +3,16 @@
 The upstream's bytes arrive in arbitrary pieces; events are cut at blank lines, the text of each
 chunk (``choices[0].delta.content`` for chat, ``choices[0].text`` for completions) goes through
 the filter — which holds back a bounded look-back so a secret split across events is still
-caught — and the event is re-serialised with what the filter releases. The held-back tail is
-released in one extra event just before ``data: [DONE]``. Once the filter blocks, nothing more
-of the upstream's text is sent.
+caught — and the event is re-serialised with what the filter releases. Once the filter blocks,
+nothing more of the upstream's text is sent.
+
+The held-back tail is released when the choice ends, because clients stop reading there: in the
+event that carries the ``finish_reason`` when it has text, else in one extra event just before
+it; failing a finish reason, just before a usage-only event (``choices: []``) or
+``data: [DONE]``, whichever comes first.
 
 Invariant: no byte of model text reaches the client without passing the filter; events that
-carry no text (role headers, usage, finish reasons) pass unchanged.
+carry no text (role headers, usage, finish reasons without text) pass unchanged.
 """
 
 from __future__ import annotations
@@ -82,21 +86,41 @@ class GuardedStream:
             event = orjson.loads(line[6:])
         except orjson.JSONDecodeError:
             return raw + b"\n\n"
-        holder, key = self._text_of(event) if isinstance(event, dict) else (None, None)
-        if holder is None or key is None:
+        if not isinstance(event, dict):
             return raw + b"\n\n"
+        holder, key = self._text_of(event)
+        if holder is None or key is None:
+            if not _ends_text(event):
+                return raw + b"\n\n"
+            return self._release_tail(raw + b"\n\n")
         if self._template is None:
             self._template = event
         released = self.filter.feed(holder[key])
+        if _ends_text(event):
+            released += self.filter.finish()
         if self.filter.blocked is not None:
             return b""
         holder[key] = released
         return b"data: " + orjson.dumps(event) + b"\n\n"
 
-    def _done(self) -> bytes:
-        """``[DONE]``: the held-back tail in one more event, then ``[DONE]`` (unless blocked)."""
-        self.finished = True
+    def _release_tail(self, then: bytes) -> bytes:
+        """The held-back tail in one more event, then ``then`` (nothing if the tail blocks)."""
         tail = self.filter.finish()
         if self.filter.blocked is not None:
             return b""
-        return (self._tail_event(tail) if tail else b"") + _DONE + b"\n\n"
+        return (self._tail_event(tail) if tail else b"") + then
+
+    def _done(self) -> bytes:
+        """``[DONE]``: whatever is still held back, then ``[DONE]`` (unless blocked)."""
+        self.finished = True
+        return self._release_tail(_DONE + b"\n\n")
+
+
+def _ends_text(event: dict[str, Any]) -> bool:
+    """No more text follows ``event``: it finishes the choice or is the usage-only event."""
+    choices = event.get("choices")
+    if not isinstance(choices, list):
+        return False
+    if not choices:
+        return "usage" in event
+    return isinstance(choices[0], dict) and choices[0].get("finish_reason") is not None

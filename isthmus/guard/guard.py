@@ -8,7 +8,9 @@ Invariants:
 - Which text goes through which direction: ``user`` messages -> input; ``tool``/``function``
   messages and ``documents`` -> context; ``system``/``developer``/``assistant`` messages are
   the tenant's own or the model's earlier output and are not inspected on the way in; the
-  model's text and tool calls -> output.
+  model's text and tool calls -> output. A message's text is its string content, or the
+  ``text`` of every content part that has one, whatever the part's ``type`` (an engine reads
+  them all); redaction rewrites those same parts.
 - A decision's action is the most severe of its verdicts. ``messages`` (or ``text``) holds the
   redacted payload whenever some verdict redacts and none blocks; otherwise it is ``None``
   and the caller forwards what it has (``allow``/``flag``) or refuses (``block``) with
@@ -98,16 +100,19 @@ class GuardLike(Protocol):
 
 
 def _text_parts(content: Any) -> list[tuple[int | None, str]]:
-    """(part index or None, text) for a message's content: a string or a list of parts."""
+    """(part index or None, text) for a message's content: a string or a list of parts.
+
+    Every part with a string ``text`` counts, whatever its ``type``: engines read them all
+    (vLLM takes ``input_text`` as text, ``isthmus.engines.tokens`` counts any of them), so a
+    part's type must not be a way past the guard.
+    """
     if isinstance(content, str):
         return [(None, content)]
     if isinstance(content, list):
         return [
             (i, part["text"])
             for i, part in enumerate(content)
-            if isinstance(part, Mapping)
-            and part.get("type") == "text"
-            and isinstance(part.get("text"), str)
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
         ]
     return []
 

@@ -67,7 +67,12 @@ class GuardedStream:
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes safe to send now for this piece of the upstream stream."""
-        *events, self._pending = (self._pending + chunk).split(b"\n\n")
+        data = self._pending + chunk
+        if b"\r" in data:  # SSE lines may end in CRLF or CR (a trailing CR may be half a CRLF)
+            keep = b"\r" if data.endswith(b"\r") else b""
+            data = data[: len(data) - len(keep)].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            data += keep
+        *events, self._pending = data.split(b"\n\n")
         out: list[bytes] = []
         for raw in events:
             if self.filter.blocked is not None:
@@ -77,13 +82,13 @@ class GuardedStream:
 
     def _rewrite(self, raw: bytes) -> bytes:
         """One complete event (without its blank line) as it may be sent now."""
-        line = raw.strip()
-        if line.startswith(_DONE):
-            return self._done()
-        if not line.startswith(b"data: {"):
+        fields, data = _fields_and_data(raw.strip())
+        if data is None:
             return raw + b"\n\n"
+        if data == b"[DONE]":
+            return self._done()
         try:
-            event = orjson.loads(line[6:])
+            event = orjson.loads(data)
         except orjson.JSONDecodeError:
             return raw + b"\n\n"
         if not isinstance(event, dict):
@@ -101,7 +106,7 @@ class GuardedStream:
         if self.filter.blocked is not None:
             return b""
         holder[key] = released
-        return b"data: " + orjson.dumps(event) + b"\n\n"
+        return fields + b"data: " + orjson.dumps(event) + b"\n\n"
 
     def _release_tail(self, then: bytes) -> bytes:
         """The held-back tail in one more event, then ``then`` (nothing if the tail blocks)."""
@@ -114,6 +119,23 @@ class GuardedStream:
         """``[DONE]``: whatever is still held back, then ``[DONE]`` (unless blocked)."""
         self.finished = True
         return self._release_tail(_DONE + b"\n\n")
+
+
+def _fields_and_data(event: bytes) -> tuple[bytes, bytes | None]:
+    """An event's lines other than ``data`` (``event:``, ``id:``, comments; each with its
+    newline) and its data (``data:`` lines, the optional space after the colon dropped, joined
+    by newlines; None if it has none)."""
+    if event.startswith(b"data: ") and b"\n" not in event:  # what OpenAI-style servers send
+        return b"", event[6:]
+    fields: list[bytes] = []
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        else:
+            fields.append(line + b"\n")
+    return b"".join(fields), b"\n".join(data) if data else None
 
 
 def _ends_text(event: dict[str, Any]) -> bool:

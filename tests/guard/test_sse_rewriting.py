@@ -175,3 +175,39 @@ def test_nothing_is_sent_after_a_block() -> None:
     assert stream.blocked is not None and "secret" in stream.blocked
     assert SECRET[:4] not in released_text("chat", body)
     assert b"[DONE]" not in body
+
+
+def _crlf(event: bytes) -> bytes:
+    return event.replace(b"\n", b"\r\n")
+
+
+def _no_space(event: bytes) -> bytes:
+    return event.replace(b"data: ", b"data:", 1)
+
+
+def _named(event: bytes) -> bytes:
+    return b"event: message\nid: 7\n" + event
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    PIECES,
+    st.lists(st.integers(1, 120), max_size=20),
+    st.sampled_from(["chat", "completion"]),
+    st.sampled_from([_crlf, _no_space, _named]),
+)
+def test_every_spelling_of_an_sse_event_goes_through_the_filter(
+    pieces: list[str], sizes: list[int], kind: str, spell: object
+) -> None:
+    """CRLF line ends, ``data:`` without its space, ``event:``/``id:`` lines before the data:
+    all legal SSE; the text is filtered as in the plain spelling, however the bytes are cut."""
+    assert callable(spell)
+    plain, _ = sent(GUARD, kind, upstream(kind, pieces))
+    spelled = b"".join(spell(event) for event in upstream(kind, pieces))
+    body, stream = sent(GUARD, kind, cut(spelled, sizes))
+    assert released_text(kind, body.replace(b"event: message\nid: 7\n", b"")) == released_text(
+        kind, plain
+    )
+    assert stream.finished
+    if SECRET in "".join(pieces):
+        assert SECRET not in body.decode()

@@ -10,6 +10,8 @@ a demand file assigns tenants, metros and gateways (see ``isthmus.sim.demand``).
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,20 +63,32 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as J
 PlotsOption = Annotated[Path | None, typer.Option("--plots", help="write PNG plots to this folder")]
 
 
+def _seconds(text: str, option: str, spec: str, what: str, zero_ok: bool) -> float:
+    """``text`` as a finite number of seconds, at least 0 (``zero_ok``) or above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise CliFailure(f"{option} {spec!r}: expected NAME@SECONDS[+DURATION]") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = "at least 0" if zero_ok else "above 0"
+        raise CliFailure(f"{option} {spec!r}: the {what} must be a finite number {bound}")
+    return value
+
+
 def _faults(outages: list[str] | None, cutoffs: list[str] | None, fabric: Fabric) -> list[Outage]:
+    """The outages of ``--outage SITE@S[+D]`` and ``--cutoff PROVIDER@S[+D]``: from S seconds
+    (finite, >= 0) for D seconds (finite, > 0), or to the end without ``+D``."""
     out = []
     for spec, kind in [(o, "site") for o in outages or ()] + [
         (c, "provider") for c in cutoffs or ()
     ]:
+        option = "--outage" if kind == "site" else "--cutoff"
         target, _, when = spec.partition("@")
-        start, _, duration = when.partition("+")
-        try:
-            start_s = float(start)
-            duration_s = float(duration) if duration else float("inf")
-        except ValueError:
-            raise CliFailure(
-                f"--{'outage' if kind == 'site' else 'cutoff'} {spec!r}: expected NAME@SECONDS[+DURATION]"
-            ) from None
+        start, plus, duration = when.partition("+")
+        start_s = _seconds(start, option, spec, "start", zero_ok=True)
+        duration_s = (
+            _seconds(duration, option, spec, "duration", zero_ok=False) if plus else float("inf")
+        )
         if kind == "site" and target not in fabric.sites:
             raise CliFailure(f"--outage: unknown site {target!r}")
         if kind == "provider" and target not in {s.provider for s in fabric.spec.sites}:
@@ -100,8 +114,10 @@ def _requests(
     model: str | None,
     data_class: str,
 ) -> list[TraceRequest]:
-    if rate_scale <= 0:
-        raise CliFailure("--rate-scale must be positive")
+    if not math.isfinite(rate_scale) or rate_scale <= 0:
+        raise CliFailure(f"--rate-scale must be a finite number above 0, not {rate_scale}")
+    if limit is not None and limit < 1:
+        raise CliFailure(f"--requests must be at least 1, not {limit}")
     try:
         requests = load_trace(trace, limit, rate_scale)
     except TraceError as exc:
@@ -121,6 +137,23 @@ def _requests(
     if data_class not in fabric.data_classes:
         raise CliFailure(f"--data-class: unknown data class {data_class!r}")
     return requests
+
+
+def _check_max_out(max_out: int | None) -> None:
+    if max_out is not None and max_out < 1:
+        raise CliFailure(f"--max-output-tokens must be at least 1, not {max_out}")
+
+
+def _plots_dir(plots: Path | None) -> None:
+    """Create the ``--plots`` folder before simulating, so a bad one costs no simulation."""
+    if plots is None:
+        return
+    try:
+        plots.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliFailure(f"--plots {plots}: {exc.strerror or exc}") from None
+    if not os.access(plots, os.W_OK | os.X_OK):
+        raise CliFailure(f"--plots {plots}: not writable")
 
 
 def _run(
@@ -235,16 +268,17 @@ def sim(
         return
     if policy not in ROUTERS:
         raise CliFailure(f"unknown policy {policy!r}; known: {', '.join(ROUTERS)}")
+    _check_max_out(max_output_tokens)
     fabric = load(fabric_path)
     reqs = _requests(fabric, trace, requests, rate_scale, demand, gateway, model, data_class)
     faults = _faults(outage, cutoff, fabric)
+    _plots_dir(plots)
     summary, results = _run(
         fabric, reqs, policy, faults, naive, gateway, model, data_class, max_output_tokens
     )
     if plots is not None:
         from isthmus.sim.plots import plot_load, plot_ttft_cdf
 
-        plots.mkdir(parents=True, exist_ok=True)
         plot_ttft_cdf({policy: results}, plots / f"ttft_cdf_{policy}.png", f"TTFT, {policy}")
         plot_load(results, plots / f"load_{policy}.png", f"requests by site, {policy}")
     if as_json:
@@ -271,6 +305,7 @@ def compare(
     """Run every policy on the same trace: Isthmus respects sovereignty; the baselines route
     blind to it unless --compliant-baselines, and their violations are counted."""
     o = ctx.obj
+    _check_max_out(o["max_output_tokens"])
     fabric = load(o["fabric_path"])
     reqs = _requests(
         fabric,
@@ -283,6 +318,7 @@ def compare(
         o["data_class"],
     )
     faults = _faults(o["outage"], o["cutoff"], fabric)
+    _plots_dir(o["plots"])
     summaries = []
     runs: dict[str, list[RequestResult]] = {}
     for policy in ("round_robin", "least_loaded", "weighted_scorer", "cache_aware", "isthmus"):
@@ -303,7 +339,6 @@ def compare(
     if o["plots"] is not None:
         from isthmus.sim.plots import plot_load, plot_ttft_cdf
 
-        o["plots"].mkdir(parents=True, exist_ok=True)
         plot_ttft_cdf(runs, o["plots"] / "ttft_cdf.png", f"TTFT by policy, {len(reqs):,} requests")
         plot_load(runs["isthmus"], o["plots"] / "load_isthmus.png", "requests by site, isthmus")
     if o["as_json"]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.sim.replay import Replay, RequestResult, TraceRequest
+from isthmus.sim.replay import Replay, RequestResult, TraceRequest, chained_block_hashes
 
 __all__ = ["infinite_cache_bound", "summarise"]
 
@@ -22,17 +22,31 @@ DEFAULT_SLO_MS = 250.0
 
 
 def infinite_cache_bound(requests: Sequence[TraceRequest]) -> float:
-    seen: set[int] = set()
+    """The share of prompt tokens, in arrival order, that an earlier request already covered
+    with the same chain of trace blocks, counted to the token (the finest block any engine
+    could cache).
+
+    Trace blocks are chained as the replay chains them (``chained_block_hashes``: ids past a
+    prompt's ``hash_ids`` repeat its last id), one per 512 tokens of the prompt, the last
+    possibly partial; a block covers as many of its tokens as the longest earlier prompt
+    that reached it did. So no engine's hit rate on the same requests exceeds it."""
+    covered: dict[int, int] = {}  # trace-block hash -> most tokens of it an earlier prompt had
     hit = total = 0
     for request in requests:
-        n = 0
-        for block in request.hash_ids:
-            if block not in seen:
+        tokens = request.prompt_tokens
+        groups = -(-tokens // TRACE_BLOCK_TOKENS)
+        chain = chained_block_hashes(
+            request.hash_ids, groups * TRACE_BLOCK_TOKENS, TRACE_BLOCK_TOKENS
+        )
+        owns = [min(TRACE_BLOCK_TOKENS, tokens - g * TRACE_BLOCK_TOKENS) for g in range(groups)]
+        for block, own in zip(chain, owns, strict=False):
+            earlier = covered.get(block, 0)
+            hit += min(own, earlier)
+            if earlier < own:
                 break
-            n += 1
-        hit += min(n * TRACE_BLOCK_TOKENS, request.prompt_tokens)
-        total += request.prompt_tokens
-        seen.update(request.hash_ids)
+        for block, own in zip(chain, owns, strict=False):
+            covered[block] = max(covered.get(block, 0), own)
+        total += tokens
     return hit / total if total else 0.0
 
 

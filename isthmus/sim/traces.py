@@ -45,8 +45,8 @@ def _fail(file: Path, line: int, field: str, problem: str, value: Any) -> TraceE
     return TraceError(f"{file}:{line}: field {field!r}: {problem}, found {value!r}")
 
 
-def _count(value: Any, file: Path, line: int, field: str) -> int:
-    """A token count: a non-negative whole number (``7``, ``7.0`` or ``"7"``)."""
+def _count(value: Any, file: Path, line: int, field: str, minimum: int = 0) -> int:
+    """A token count: a whole number (``7``, ``7.0`` or ``"7"``) of at least ``minimum``."""
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -59,8 +59,9 @@ def _count(value: Any, file: Path, line: int, field: str) -> int:
             number = None
     if number is None:
         raise _fail(file, line, field, "expected a whole number", value)
-    if number < 0:
-        raise _fail(file, line, field, "must not be negative", value)
+    if number < minimum:
+        problem = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+        raise _fail(file, line, field, problem, value)
     return number
 
 
@@ -167,7 +168,7 @@ def load_mooncake(
         rows.append(
             (
                 _time(row["timestamp"], path, line, "timestamp"),
-                _count(row["input_length"], path, line, "input_length"),
+                _count(row["input_length"], path, line, "input_length", 1),
                 _count(row["output_length"], path, line, "output_length"),
                 _hash_ids(row["hash_ids"], path, line),
             )
@@ -202,7 +203,7 @@ def load_azure(
         rows.append(
             (
                 moment.timestamp(),
-                _count(row["ContextTokens"], path, line, "ContextTokens"),
+                _count(row["ContextTokens"], path, line, "ContextTokens", 1),
                 _count(row["GeneratedTokens"], path, line, "GeneratedTokens"),
             )
         )
@@ -233,6 +234,7 @@ def load_azure(
 def load_generic(
     path: Path, limit: int | None = None, rate_scale: float = 1.0
 ) -> list[TraceRequest]:
+    """The first ``limit`` requests of a generic trace, from its earliest ``arrival_s``."""
     columns = ("arrival_s", "prompt_tokens", "output_tokens")
     records = _csv_rows(path, columns) if path.suffix == ".csv" else _json_rows(path)
     out: list[TraceRequest] = []
@@ -242,8 +244,8 @@ def load_generic(
         _required(row, columns, path, line)
         out.append(
             TraceRequest(
-                arrival_s=_time(row["arrival_s"], path, line, "arrival_s") / rate_scale,
-                prompt_tokens=_count(row["prompt_tokens"], path, line, "prompt_tokens"),
+                arrival_s=_time(row["arrival_s"], path, line, "arrival_s"),
+                prompt_tokens=_count(row["prompt_tokens"], path, line, "prompt_tokens", 1),
                 output_tokens=max(1, _count(row["output_tokens"], path, line, "output_tokens")),
                 hash_ids=_hash_ids(row.get("hash_ids"), path, line, path.suffix == ".csv"),
                 model=_text(row.get("model"), path, line, "model"),
@@ -252,6 +254,8 @@ def load_generic(
                 metro=_text(row.get("metro"), path, line, "metro"),
             )
         )
+    base = min((r.arrival_s for r in out), default=0.0)
+    out = [replace(r, arrival_s=(r.arrival_s - base) / rate_scale) for r in out]
     out.sort(key=lambda r: r.arrival_s)
     return out
 
@@ -259,16 +263,23 @@ def load_generic(
 def load_trace(
     path: Path, limit: int | None = None, rate_scale: float = 1.0, **options: Any
 ) -> list[TraceRequest]:
-    """Load a trace, recognising its format from its content."""
+    """Load a trace, recognising its format from its content.
+
+    A path that is missing, a directory or unreadable is a ``TraceError`` naming it."""
     if not path.exists():
         raise TraceError(f"{path}: no such file")
-    with path.open("rb") as handle:  # the loaders report bad bytes with their line
-        head = handle.readline().decode("utf-8", errors="replace")
-    if path.suffix == ".jsonl" and '"hash_ids"' in head and '"timestamp"' in head:
-        return load_mooncake(path, limit, rate_scale)
-    if path.suffix == ".csv" and head.startswith("TIMESTAMP"):
-        return load_azure(path, limit, rate_scale, **options)
-    return load_generic(path, limit, rate_scale)
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory")
+    try:
+        with path.open("rb") as handle:  # the loaders report bad bytes with their line
+            head = handle.readline().decode("utf-8", errors="replace")
+        if path.suffix == ".jsonl" and '"hash_ids"' in head and '"timestamp"' in head:
+            return load_mooncake(path, limit, rate_scale)
+        if path.suffix == ".csv" and head.startswith("TIMESTAMP"):
+            return load_azure(path, limit, rate_scale, **options)
+        return load_generic(path, limit, rate_scale)
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def repeat_trace(requests: Sequence[TraceRequest], total: int) -> Iterator[TraceRequest]:

@@ -49,7 +49,7 @@ sites:
   - {name: %(site)s, kind: on_prem, provider: bench, city: Paris, country: FR,
      lat_deg: 48.86, lon_deg: 2.35}
 models:
-  - {name: %(model)s, params_b: 1, licence: apache-2.0}
+  - {name: %(model)s, params_b: 1, licence: apache-2.0, context_tokens: 131072}
 endpoints:
   # max_concurrency far above what a run keeps in flight: the benchmark measures the proxy,
   # not the gateway's admission control

@@ -102,6 +102,7 @@ def _models() -> tuple[ModelSpec, ...]:
     return (
         ModelSpec(
             name="llama-3.1-8b",
+            context_tokens=131_072,
             params_b=8,
             licence="llama3.1",
             quality={"chat": 0.62},
@@ -109,6 +110,7 @@ def _models() -> tuple[ModelSpec, ...]:
         ),
         ModelSpec(
             name="llama-3.3-70b",
+            context_tokens=131_072,
             params_b=70,
             licence="llama3.3",
             quality={"chat": 0.8},
@@ -116,6 +118,7 @@ def _models() -> tuple[ModelSpec, ...]:
         ),
         ModelSpec(
             name="qwen2.5-7b",
+            context_tokens=131_072,
             params_b=7,
             licence="apache-2.0",
             quality={"chat": 0.6},
@@ -123,6 +126,7 @@ def _models() -> tuple[ModelSpec, ...]:
         ),
         ModelSpec(
             name="closed-frontier",
+            context_tokens=200_000,
             params_b=1000,
             licence="proprietary",
             open_weights=False,

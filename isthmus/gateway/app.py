@@ -653,7 +653,9 @@ class Gateway:
     def _failed(self, attempt: _Attempt, cause: str, trip: bool = True) -> None:
         i = attempt.endpoint
         name = self.view.fleet.infos[i].name
-        self.view.fleet.failed(i, attempt.uncached, now_s=self.clock())
+        self.view.fleet.failed(  # a stream broken midway had its first token: prompt computed
+            i, attempt.uncached, cause != "stream_broken", self.clock(), attempt.ticket
+        )
         self.metrics.retry(name, cause)
         if trip and self.breakers[i].failure(self.clock()):
             self.view.fleet.set_circuit_open(i, True)
@@ -745,7 +747,7 @@ class Gateway:
                 self._settle_plain(attempt, upstream_body, data, elapsed, parsed, outcome)
             else:
                 # a 4xx from the upstream is the request's fault: pass it through, no failover
-                fleet.failed(i, attempt.uncached, now_s=self.clock())
+                fleet.failed(i, attempt.uncached, now_s=self.clock(), ticket=attempt.ticket)
                 outcome.status = f"http_{status}"
         return True
 

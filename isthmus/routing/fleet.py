@@ -35,9 +35,16 @@ import numpy.typing as npt
 
 from isthmus.fabric.catalog import Fabric
 from isthmus.fabric.schema import Endpoint, ModelSpec, PerfProfile
-from isthmus.routing.prefix_index import PrefixIndex
+from isthmus.routing.prefix_index import Insertion, PrefixIndex
 
-__all__ = ["DEFAULT_PROFILE", "EndpointInfo", "FleetJournal", "FleetState", "endpoint_infos"]
+__all__ = [
+    "DEFAULT_PROFILE",
+    "EndpointInfo",
+    "FleetJournal",
+    "FleetState",
+    "Ticket",
+    "endpoint_infos",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,9 +78,19 @@ class EndpointInfo:
     max_batch_size: int
     max_concurrency: int
     kv_cache_tokens: int
+    context_tokens: int  # the model's context window: prompt + max output tokens, at most
     usd_per_input_token: float
     usd_per_output_token: float
     quality: float
+
+
+class Ticket(float):
+    """What ``dispatched`` returns when the request added blocks to the prefix index: its place
+    in the endpoint's prefill queue (a float, as ``first_token`` reads it) that also carries
+    what it added, so ``failed`` can take that back. Callers keep it as the float it is."""
+
+    __slots__ = ("inserted",)
+    inserted: Insertion
 
 
 class FleetJournal(Protocol):
@@ -136,6 +153,7 @@ def endpoint_infos(fabric: Fabric) -> list[EndpointInfo]:
                 max_batch_size=profile.max_batch_size,
                 max_concurrency=endpoint.max_concurrency,
                 kv_cache_tokens=endpoint.kv_cache_tokens or profile.kv_cache_tokens or 100_000,
+                context_tokens=model.context_tokens,
                 usd_per_input_token=in_price,
                 usd_per_output_token=out_price,
                 quality=max(model.quality.values(), default=0.5),
@@ -163,6 +181,9 @@ class FleetState:
         )
         self.kv_cache_tokens: FloatArray = np.array(
             [i.kv_cache_tokens for i in self.infos], dtype=np.float64
+        )
+        self.context_tokens: FloatArray = np.array(
+            [i.context_tokens for i in self.infos], dtype=np.float64
         )
         self.max_concurrency: IntArray = np.array(
             [i.max_concurrency for i in self.infos], dtype=np.int64
@@ -240,16 +261,20 @@ class FleetState:
         self, i: int, uncached_tokens: int, hashes: Sequence[int] = (), now_s: float = 0.0
     ) -> float:
         """A request was sent to endpoint ``i``; returns its ticket (its place in the prefill
-        queue) for ``first_token`` and ``failed``."""
+        queue, a ``Ticket`` if its prompt added blocks to the prefix index) for ``first_token``
+        and ``failed``."""
         self._drain(i, now_s)
         self.in_flight[i] += 1
         self.dispatched_tokens[i] += uncached_tokens
-        if hashes:
-            self.prefix.record(i, hashes)
+        inserted = self.prefix.record(i, hashes) if hashes else None
         self._refresh(i)
         if self.journal is not None:
             self.journal.dispatched(i, uncached_tokens, hashes)
-        return float(self.dispatched_tokens[i])
+        if inserted is None:
+            return float(self.dispatched_tokens[i])
+        ticket = Ticket(self.dispatched_tokens[i])
+        ticket.inserted = inserted
+        return ticket
 
     def first_token(
         self, i: int, ticket: float, model_ms: float, observed_ms: float, now_s: float = 0.0
@@ -276,9 +301,18 @@ class FleetState:
         self._refresh(i)
 
     def failed(
-        self, i: int, uncached_tokens: int, before_first_token: bool = True, now_s: float = 0.0
+        self,
+        i: int,
+        uncached_tokens: int,
+        before_first_token: bool = True,
+        now_s: float = 0.0,
+        ticket: float | None = None,
     ) -> None:
-        """A request failed: it leaves the endpoint (and its prefill work the queue)."""
+        """A request failed: it leaves the endpoint. Before its first token (unreachable,
+        refused, answered an error) the engine did not compute its prompt: its prefill work
+        leaves the queue, and the prefix blocks its dispatch added (known from ``ticket``, what
+        ``dispatched`` returned) leave the index, but for those another request has touched
+        since. Other gateways sharing the index are not told (the journal has no such event)."""
         self.in_flight[i] = max(0, self.in_flight[i] - 1)
         if before_first_token:
             self._drain(i, now_s)
@@ -286,6 +320,8 @@ class FleetState:
             self.processed_tokens[i] = min(self.dispatched_tokens[i], drained + uncached_tokens)
             if self.journal is not None and self.processed_tokens[i] > drained:
                 self.journal.processed(i, float(self.processed_tokens[i] - drained))
+            if isinstance(ticket, Ticket):
+                self.prefix.retract(ticket.inserted)
         self._refresh(i)
 
     def set_load(

@@ -11,7 +11,9 @@ Invariants: an endpoint never holds more than ``capacity_blocks`` hashes; the in
 the per-endpoint LRUs always agree; the blocks an endpoint holds of any chain are a prefix of
 it (eviction takes tails first). Callers keep the chaining precondition: equal hashes mean
 equal prefixes, so a chain never repeats a hash. The index learns from routing decisions
-(``record``) and from what an engine reports (``observe``: the prompt it served is resident).
+(``record``) and from what an engine reports (``observe``: the prompt it served is resident),
+and unlearns what a request recorded when it failed before its engine computed the prompt
+(``retract``: the blocks that request added and nothing has touched since).
 Recording costs O(log n) lookups and C-level dict updates for an n-block chain plus a Python
 step per block newly held or evicted, not per block of the chain (``_Recency``): the gateway
 records every request it routes.
@@ -21,17 +23,26 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PrefixIndex"]
+__all__ = ["Insertion", "PrefixIndex"]
 
 SPARSE_HOLDERS = 8
 """A run held by at most this many endpoints has them set one by one in Python (0.15-0.2 us
 each); denser runs are unpacked by numpy (2.5 us for the first, 3-4 us for several, on 500
 endpoints). Eight is about where the two cost the same."""
+
+
+class Insertion(NamedTuple):
+    """What one ``record`` added to an endpoint: the blocks from ``held`` on of the chain of
+    ``entry``, its record in the endpoint's recency log (``retract`` takes them back)."""
+
+    endpoint: int
+    entry: list[Any]
+    held: int
 
 
 class PrefixIndex:
@@ -155,18 +166,21 @@ class PrefixIndex:
         raw = np.frombuffer(b"".join(m.to_bytes(size, "little") for m in masks), dtype=np.uint8)
         return np.unpackbits(raw.reshape(len(masks), size), axis=1, bitorder="little")
 
-    def record(self, endpoint: int, hashes: Sequence[int]) -> None:
+    def record(self, endpoint: int, hashes: Sequence[int]) -> Insertion | None:
         """The endpoint is about to hold this prompt's blocks. The first block becomes the most
         recently used, so eviction takes a prompt's tail first and a held block always comes
         with the prefix before it (as in vLLM, which frees a sequence's blocks tail first).
+        Returns what the endpoint did not hold before (``None`` if nothing), for ``retract``.
 
         Cost: O(log n) lookups and C-level updates over the n-block chain, plus one Python step
         per block the endpoint did not hold yet and per block evicted (see ``_Recency``)."""
         if not hashes:
-            return
+            return None
         recency = self._recency[endpoint]
         held = recency.touch(hashes)
+        inserted = None
         if held < len(hashes):
+            inserted = Insertion(endpoint, recency.log[-1], held)  # touch logged it last
             self._add_holder(endpoint, hashes, held)
         excess = len(recency.serial) - self._capacity[endpoint]
         if excess > 0:
@@ -178,6 +192,28 @@ class PrefixIndex:
                     holders[block] = mask
                 else:
                     del holders[block]
+        return inserted
+
+    def retract(self, inserted: Insertion) -> int:
+        """The request that ``record`` returned ``inserted`` for failed before its engine
+        computed the prompt: drop the blocks it added that are still held from that record.
+        Blocks held before it stay, and so do blocks touched since (by a later request, which
+        will compute them, or an engine's report), and the ones evicted meanwhile are gone
+        already. Returns how many blocks were dropped.
+
+        Cost: O(log n) lookups plus a Python step per block dropped (the same as evicting
+        them); calling it again drops nothing."""
+        endpoint = inserted.endpoint
+        blocks = self._recency[endpoint].take_back(inserted.entry, inserted.held)
+        holders = self._holders
+        keep = ~(1 << endpoint)
+        for block in blocks:  # held: its mask has the endpoint's bit
+            mask = holders[block] & keep
+            if mask:
+                holders[block] = mask
+            else:
+                del holders[block]
+        return len(blocks)
 
     def observe(self, endpoint: int, hashes: Sequence[int], cached_blocks: int) -> None:
         """The engine reported ``cached_blocks`` of this prompt were cached: forget the rest of
@@ -299,6 +335,22 @@ class _Recency:
             else:
                 log.popleft()
         return out
+
+    def take_back(self, entry: list[Any], held: int) -> Sequence[int]:
+        """Remove the blocks of ``entry``'s chain from position ``held`` on that are still held
+        from it; returns them. Its live blocks ``chain[start:end]`` run to the end of what is
+        left of it (stale ones are a prefix, evicted ones the tail), so the ones removed are the
+        tail of that range, and the record keeps the rest."""
+        start = max(self._live_start(entry), held)
+        end = entry[3]
+        if start >= end:
+            return ()
+        blocks: Sequence[int] = entry[1][start:end]
+        serial = self.serial
+        for block in blocks:
+            del serial[block]
+        entry[3] = start
+        return blocks
 
     def _live_start(self, entry: list[Any]) -> int:
         """The first block of ``entry`` still held from it (``entry[3]`` if none)."""

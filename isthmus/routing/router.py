@@ -6,7 +6,9 @@ view (the gateway and the simulator call this very function).
 1. **Hard filters.** The static ones (model served, tenant entitlement, sovereignty of the data
    class at the endpoint's site and on the path from the gateway's site, model hosting terms)
    come memoised from ``RoutingView.compliant``; the live ones (health, circuit, capacity,
-   endpoints already tried) are boolean masks over the fleet arrays.
+   endpoints already tried) are boolean masks over the fleet arrays, and so is the request's
+   size: its prompt plus its maximum output must fit the engine's KV cache and the model's
+   context window (vLLM refuses a request beyond either, whichever router chose it).
 2. **Prediction.** For every remaining candidate: ``ttft = rtt + queue + prefill(uncached) +
    learned bias`` (see ``isthmus.routing.fleet``), where the cached part of the prompt comes from
    the prefix index; and the request's cost (uncached input, cached input at a discount, output,
@@ -182,9 +184,12 @@ def _filter_and_predict(
     dead = ttft > request.deadline_ms
     if blocked is not None:
         dead |= blocked
-    # a request whose prompt and output cannot fit an engine's KV cache can never run there
+    # a request whose prompt and output cannot fit an engine's KV cache can never run there,
+    # nor one longer than the model's context window (the engine answers 400)
     if prompt + output > c.min_kv_cache_tokens:
         dead |= c.kv_cache_tokens < prompt + output
+    if prompt + output > c.min_context_tokens:
+        dead |= c.context_tokens < prompt + output
     usable = len(idx) - int(np.count_nonzero(dead))
     if not usable:
         return _why_unusable(
@@ -203,11 +208,19 @@ def _why_unusable(
     fleet = view.fleet
     idx = c.indices
     needed = float(request.prompt_tokens) + float(request.max_output_tokens)
-    too_big = c.kv_cache_tokens < needed
+    beyond_window = c.context_tokens < needed
+    too_big = beyond_window | (c.kv_cache_tokens < needed)
+    if beyond_window.all():
+        return (
+            f"the request needs {needed:,.0f} tokens of context (prompt plus max output "
+            f"tokens); the longest context window of a compliant model is "
+            f"{c.context_tokens.max():,.0f}"
+        )
     if too_big.all():
+        where = "" if not beyond_window.any() else " whose model's context window fits it"
         return (
             f"the request needs {needed:,.0f} tokens of KV cache; the largest "
-            f"compliant endpoint holds {c.kv_cache_tokens.max():,.0f}"
+            f"compliant endpoint{where} holds {c.kv_cache_tokens[~beyond_window].max():,.0f}"
         )
     if not (blocked | too_big).all():
         return (
@@ -403,7 +416,7 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
     rows = []
     live = 0
     busy = 0
-    for k, (i, rtt, egress, ms_prefill, kv_tokens, usd_in, usd_out) in enumerate(c.rows):
+    for k, (i, rtt, egress, ms_prefill, max_tokens, usd_in, usd_out) in enumerate(c.rows):
         matched = float(sum(blocks for mask, blocks in runs if mask >> i & 1))
         cached = min(matched * block_tokens, prompt)
         uncached = prompt - cached
@@ -413,7 +426,7 @@ def _route_scalar(request: RouteRequest, view: RoutingView, c: CompliantSet) -> 
         ttft = max(rtt + queue + prefill, rtt)
         cost = _request_cost(prompt, cached, output, usd_in, usd_out, egress)
         dead = (
-            bool(fleet.blocked[i]) or i in tried or kv_tokens < prompt + output or ttft > deadline
+            bool(fleet.blocked[i]) or i in tried or max_tokens < prompt + output or ttft > deadline
         )
         if not dead:
             live += 1

@@ -50,11 +50,14 @@ class CompliantSet:
     slot_wait_ms: FloatArray = field(default_factory=lambda: np.zeros(0))
     max_concurrency: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     kv_cache_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
+    context_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))  # model's window
     usd_per_input_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_output_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     min_kv_cache_tokens: float = 0.0  # a request needing no more than this fits everywhere
+    min_context_tokens: float = 0.0  # likewise for the models' context windows
     # per candidate, as plain floats for the scalar path of small sets: (fleet index, rtt_ms,
-    # egress USD per token, ms per prefill token, KV cache tokens, USD per input, per output token)
+    # egress USD per token, ms per prefill token, the most tokens a request may need there (the
+    # smaller of its KV cache and its model's context window), USD per input, per output token)
     rows: tuple[tuple[int, float, float, float, float, float, float], ...] = ()
 
 
@@ -161,7 +164,7 @@ class RoutingView:
                 np.array(rtts, dtype=np.float64).tolist(),
                 egress_per_token.tolist(),
                 fleet.ms_per_prefill_token[idx].tolist(),
-                fleet.kv_cache_tokens[idx].tolist(),
+                np.minimum(fleet.kv_cache_tokens[idx], fleet.context_tokens[idx]).tolist(),
                 fleet.usd_per_input_token[idx].tolist(),
                 fleet.usd_per_output_token[idx].tolist(),
                 strict=True,
@@ -177,9 +180,11 @@ class RoutingView:
             slot_wait_ms=fleet.mean_service_ms[idx] / fleet.max_batch[idx],
             max_concurrency=fleet.max_concurrency[idx],
             kv_cache_tokens=fleet.kv_cache_tokens[idx],
+            context_tokens=fleet.context_tokens[idx],
             usd_per_input_token=fleet.usd_per_input_token[idx],
             usd_per_output_token=fleet.usd_per_output_token[idx],
             min_kv_cache_tokens=float(fleet.kv_cache_tokens[idx].min()) if indices else 0.0,
+            min_context_tokens=float(fleet.context_tokens[idx].min()) if indices else 0.0,
             rows=rows,
         )
 

@@ -230,3 +230,123 @@ def test_levels_beyond_what_a_byte_counts() -> None:
     assert found is not None
     levels, by_level = found
     assert [by_level[level] for level in levels] == list(range(1, 301))
+
+
+# -- taking back what a failed request recorded -----------------------------------------------
+
+
+def test_retract_removes_what_the_record_added() -> None:
+    index = PrefixIndex([100, 100])
+    index.record(1, [1, 2, 3])  # another endpoint holding the same chain is not touched
+    inserted = index.record(0, [1, 2, 3, 4])
+    assert index.retract(inserted) == 4
+    assert depths(index, [1, 2, 3, 4]) == {1: 3}
+    assert index.blocks_held(0) == 0
+    assert index.retract(inserted) == 0  # idempotent
+
+
+def test_retract_keeps_blocks_other_records_put_there_before() -> None:
+    index = PrefixIndex([100])
+    index.record(0, [1, 2])  # a system prompt, held before
+    inserted = index.record(0, [1, 2, 3, 4])
+    assert index.retract(inserted) == 2
+    assert depths(index, [1, 2, 3, 4]) == {0: 2}
+    assert index.record(0, [1, 2]) is None  # nothing new: nothing to take back
+
+
+def test_retract_keeps_blocks_touched_since() -> None:
+    # a later request (or an engine's report) relied on the blocks: they stay
+    index = PrefixIndex([100])
+    inserted = index.record(0, [1, 2, 3, 4])
+    index.record(0, [1, 2, 3, 9])
+    assert index.retract(inserted) == 1  # block 4 only
+    assert depths(index, [1, 2, 3, 4]) == {0: 3}
+    observed = index.record(0, [5, 6])
+    index.observe(0, [5, 6], cached_blocks=2)
+    assert index.retract(observed) == 0
+
+
+def test_retract_after_eviction_and_forget() -> None:
+    index = PrefixIndex([4])
+    inserted = index.record(0, [1, 2, 3])
+    index.record(0, [7, 8])  # evicts 3
+    assert depths(index, [1, 2, 3]) == {0: 2}
+    assert index.retract(inserted) == 2
+    assert index.blocks_held(0) == 2 and depths(index, [7, 8]) == {0: 2}
+    again = index.record(0, [1, 2, 3])
+    index.forget(0)
+    assert index.retract(again) == 0 and index.blocks_held(0) == 0
+
+
+class RetractingReference(ReferenceIndex):
+    """The reference, remembering which record last touched each block."""
+
+    def __init__(self, capacity: list[int]) -> None:
+        super().__init__(capacity)
+        self.touched_by: list[dict[int, int]] = [{} for _ in capacity]
+        self.records = 0
+
+    def record(self, endpoint: int, hashes: list[int]) -> None:
+        super().record(endpoint, hashes)
+        self.records += 1
+        for block in hashes:
+            self.touched_by[endpoint][block] = self.records
+
+    def record_new(self, endpoint: int, hashes: list[int]) -> tuple[int, set[int]]:
+        new = {block for block in hashes if block not in self.lru[endpoint]}
+        self.record(endpoint, hashes)
+        return self.records, new
+
+    def retract(self, endpoint: int, record: int, new: set[int]) -> None:
+        """Drop the blocks the record added that are still held and no record touched since."""
+        lru = self.lru[endpoint]
+        for block in new:
+            if block in lru and self.touched_by[endpoint][block] == record:
+                del lru[block]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 40), min_size=3, max_size=3),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["record", "record", "retract", "retract", "observe", "forget"]),
+            st.integers(0, 2),
+            st.lists(st.integers(0, 2), min_size=0, max_size=30),
+            st.integers(0, 60),
+        ),
+        max_size=60,
+    ),
+)
+def test_retract_state_equals_the_reference(capacity: list[int], ops: list) -> None:
+    index, reference = PrefixIndex(capacity), RetractingReference(capacity)
+    recorded: list[tuple[object, int, int, set[int]]] = []
+    chains = []
+    for op, endpoint, path, pick in ops:
+        chain = trie_chain(path)
+        chains.append(chain)
+        if op == "record":
+            inserted = index.record(endpoint, chain)
+            record, new = reference.record_new(endpoint, chain)
+            assert (inserted is None) == (not new)
+            if inserted is not None:
+                recorded.append((inserted, endpoint, record, new))
+        elif op == "retract" and recorded:
+            inserted, e, record, new = recorded[pick % len(recorded)]
+            index.retract(inserted)  # type: ignore[arg-type]
+            reference.retract(e, record, new)
+        elif op == "observe":
+            index.observe(endpoint, chain, pick % 31)
+            reference.observe(endpoint, chain, pick % 31)
+        elif op == "forget":
+            index.forget(endpoint)
+            reference.forget(endpoint)
+        seen = {block for chain in chains for block in chain}
+        for e, lru in enumerate(reference.lru):
+            assert index.blocks_held(e) == len(lru) <= capacity[e]
+            assert {block for block in seen if index.holds(e, block)} == set(lru)
+        for probe in chains[-5:]:
+            assert depths(index, probe) == reference.depths(probe)
+            runs = index.runs(probe)
+            for (outer, _), (inner, _) in pairwise(runs):
+                assert inner & outer == inner and inner != outer  # still nested

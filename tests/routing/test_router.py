@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isthmus.fabric.catalog import Fabric
+from isthmus.fabric.loader import load_fabric
 from isthmus.fabric.schema import Objective
 from isthmus.routing import ROUTERS, RouteRequest, build_view, route
 
@@ -171,3 +173,131 @@ def test_decision_is_immutable(view) -> None:
     decision = route(request(), view)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.status = "refused"  # type: ignore[misc]
+
+
+# -- the model's context window ---------------------------------------------------------------
+
+
+def with_short_context_model(mini: Fabric) -> Fabric:
+    """``chat-small`` also serves a faster model with a 4,096-token context window, at Paris
+    (where llama-3.1-8b's window is 8,192): the one Isthmus prefers when a prompt fits it."""
+    llama = mini.models["llama-3.1-8b"]
+    profile = llama.profiles[0].model_copy(update={"prefill_tokens_per_s": 24_000})
+    short = llama.model_copy(
+        update={"name": "llama-short", "context_tokens": 4096, "profiles": (profile,)}
+    )
+    par = next(e for e in mini.spec.endpoints if e.name == "par-llama")
+    endpoint = par.model_copy(
+        update={"name": "par-short", "model": "llama-short", "url": "http://127.0.0.1:18004/v1"}
+    )
+    spec = mini.spec.model_copy(
+        update={
+            "models": (*mini.spec.models, short),
+            "endpoints": (*mini.spec.endpoints, endpoint),
+            "aliases": {**mini.spec.aliases, "chat-small": ("llama-short", "llama-3.1-8b")},
+        }
+    )
+    return Fabric(spec, mini.sources)
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_no_router_sends_a_prompt_beyond_the_models_context_window(
+    example_path: Path, name: str
+) -> None:
+    """The demo fabric's ``chat-small`` mixes 32k-context (Qwen 2.5 7B) and 128k-context models:
+    a 36k-token prompt must go to a 128k one, as the 32k engine answers 400."""
+    fabric = load_fabric(example_path)
+    view = build_view(fabric)
+    req = RouteRequest(
+        model="chat-small",
+        data_class="public",
+        gateway_site="equinix-fr5",
+        prompt_tokens=36_000,
+        max_output_tokens=256,
+    )
+    decision = ROUTERS[name](req, view)
+    assert decision.status == "routed"
+    assert decision.chosen.endpoint != "equinix-fr5-qwen7b"
+    for candidate in decision.ranked:
+        assert fabric.models[candidate.model].context_tokens >= 36_256, candidate.endpoint
+    small = ROUTERS[name](dataclasses.replace(req, prompt_tokens=1000), build_view(fabric))
+    if name == "isthmus":  # what fits the window still goes where it is best served
+        assert small.chosen.endpoint == "equinix-fr5-qwen7b"
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_context_window_counts_prompt_plus_output(mini: Fabric, name: str) -> None:
+    """vLLM refuses prompt + max_tokens beyond the window; exactly at it is served. On a few
+    candidates (the scalar path) and through the arrays (the baselines)."""
+    fabric = with_short_context_model(mini)
+    fits = request(model="chat-small", prompt_tokens=4096 - 100, max_output_tokens=100)
+    over = dataclasses.replace(fits, prompt_tokens=4096 - 99)
+    at_the_limit = ROUTERS[name](fits, build_view(fabric))
+    assert "par-short" in [c.endpoint for c in at_the_limit.ranked]
+    if name == "isthmus":
+        assert at_the_limit.chosen.endpoint == "par-short"
+    beyond = ROUTERS[name](over, build_view(fabric))
+    assert beyond.status == "routed"
+    assert "par-short" not in [c.endpoint for c in beyond.ranked]
+    assert {c.model for c in beyond.ranked} == {"llama-3.1-8b"}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_a_prompt_no_window_holds_is_unavailable_and_says_why(mini: Fabric, name: str) -> None:
+    view = build_view(mini)  # llama-3.1-8b: 8,192 tokens of context, 400,000 of KV cache
+    decision = ROUTERS[name](request(prompt_tokens=9000, max_output_tokens=256), view)
+    assert decision.status == "unavailable" and decision.chosen is None
+    assert "context window" in decision.reason and "9,256" in decision.reason
+    assert "8,192" in decision.reason
+
+
+# -- what a failed request recorded in the prefix index ---------------------------------------
+
+
+def test_a_request_the_engine_rejected_is_not_believed_cached(view) -> None:
+    """The same unique prompt twice, the engine refusing it (a 400) before computing it: the
+    second decision must not predict the first one's blocks cached."""
+    fleet = view.fleet
+    req = request(prompt_tokens=4000, block_hashes=tuple(range(1000, 1250)))
+    first = route(req, view)
+    assert first.chosen.cached_tokens == 0
+    i = fleet.position[first.chosen.endpoint]
+    ticket = fleet.dispatched(i, 4000, req.block_hashes, 0.0)
+    fleet.failed(i, 4000, before_first_token=True, now_s=0.1, ticket=ticket)
+    second = route(dataclasses.replace(req, now_s=0.1), view)
+    assert second.chosen.endpoint == first.chosen.endpoint
+    assert second.chosen.cached_tokens == 0
+    assert fleet.pending_tokens(i, 0.1) == 0.0 and fleet.in_flight[i] == 0
+
+
+def test_a_failure_keeps_what_others_had_cached_and_what_was_computed(view) -> None:
+    fleet = view.fleet
+    par = fleet.position["par-llama"]
+    system = tuple(range(100, 130))  # 30 blocks, 480 tokens, held from an earlier request
+    fleet.dispatched(par, 480, system, 0.0)
+    fleet.finished(par)
+    prompt = system + tuple(range(2000, 2100))
+    req = request(
+        prompt_tokens=2080, block_hashes=prompt, objective=Objective(kind="fastest"), now_s=10.0
+    )
+    ticket = fleet.dispatched(par, 2080 - 480, prompt, 1.0)
+    fleet.failed(par, 2080 - 480, before_first_token=True, now_s=1.0, ticket=ticket)
+    assert route(req, view).chosen.cached_tokens == 480
+    # failing after its first token, the engine had computed the prompt: it stays cached
+    ticket = fleet.dispatched(par, 2080 - 480, prompt, 2.0)
+    fleet.first_token(par, ticket, 100.0, 100.0, now_s=2.2)
+    fleet.failed(par, 2080 - 480, before_first_token=False, now_s=3.0, ticket=ticket)
+    assert route(req, view).chosen.cached_tokens == 2080
+
+
+def test_a_failure_keeps_blocks_a_later_request_relies_on(view) -> None:
+    fleet = view.fleet
+    par = fleet.position["par-llama"]
+    prompt = tuple(range(3000, 3100))
+    req = request(
+        prompt_tokens=1600, block_hashes=prompt, objective=Objective(kind="fastest"), now_s=10.0
+    )
+    first = fleet.dispatched(par, 1600, prompt, 0.0)
+    fleet.dispatched(par, 0, prompt, 0.0)  # the same prompt again, still running
+    fleet.failed(par, 1600, now_s=0.1, ticket=first)
+    assert route(req, view).chosen.cached_tokens == 1600

@@ -6,12 +6,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isthmus.fabric.catalog import Fabric
-from isthmus.fabric.schema import Objective
+from isthmus.fabric.schema import FabricSpec, Objective
 from isthmus.fabric.synth import synth_fabric
 from isthmus.routing import RouteRequest, build_view, route
 from isthmus.routing.router import _FULL_SORT, SCALAR_CANDIDATES, _route_arrays, _route_scalar
 
-FABRIC = Fabric(synth_fabric(10, seed=3, endpoints_per_site=2))  # 6 endpoints per model
+WINDOWS = {"llama-3.1-8b": 131_072, "llama-3.3-70b": 131_072, "qwen2.5-7b": 32_768}
+
+
+def _with_windows(spec: FabricSpec) -> Fabric:
+    """The synthetic models with the context windows of their namesakes (the closed one keeps
+    the default 8,192), so prompts up to 200,000 tokens meet every window and KV-cache limit."""
+    models = tuple(
+        m.model_copy(update={"context_tokens": WINDOWS.get(m.name, m.context_tokens)})
+        for m in spec.models
+    )
+    return Fabric(spec.model_copy(update={"models": models}))
+
+
+FABRIC = _with_windows(synth_fabric(10, seed=3, endpoints_per_site=2))  # 6 endpoints per model
 GATEWAY = next(iter(FABRIC.sites))
 
 
@@ -84,7 +97,7 @@ def test_scalar_and_array_paths_agree(
     assert route(request, view) == _route_arrays(request, view)
 
 
-LARGE = Fabric(synth_fabric(60, seed=3, endpoints_per_site=2))  # 106 endpoints serve "chat"
+LARGE = _with_windows(synth_fabric(60, seed=3, endpoints_per_site=2))  # 106 serve "chat"
 LARGE_GATEWAY = next(iter(LARGE.sites))
 _SYSTEM = (7, 7, 7, 7)  # a system prompt most endpoints hold: a run unpacked by numpy
 

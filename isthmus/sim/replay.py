@@ -230,7 +230,7 @@ class Replay:
                     for _ in range(replicas)
                 ]
             )
-        self.down = [False] * len(self.engines)
+        self.down = [0] * len(self.engines)  # outages in progress per endpoint (they may overlap)
         self._live: dict[str, _Live] = {}
         self._attempt = 0
         self.results: list[RequestResult] = []
@@ -272,6 +272,7 @@ class Replay:
     def _done(self, live: _Live, cached: int) -> None:
         if live.result.status != "running":
             return
+        self.end_s = self.loop.now
         fleet = self.view.fleet
         if live.index_hashes:
             fleet.cached_tokens_reported(live.endpoint, live.index_hashes, cached)
@@ -286,6 +287,7 @@ class Replay:
 
     # -- gateway -----------------------------------------------------------------------------
     def _arrive(self, k: int, request: TraceRequest) -> None:
+        self.end_s = self.loop.now
         result = RequestResult(
             k,
             request.arrival_s,
@@ -407,6 +409,8 @@ class Replay:
         )
 
     def _submit(self, live: _Live, engine_request: EngineRequest) -> None:
+        if self._live.get(live.request_id) is not live:
+            return  # failed on its way (its site went down): its retry is already under way
         if self.down[live.endpoint]:
             self._live.pop(live.request_id, None)
             self.loop.after(live.one_way_s, self._failed, live, "connect")
@@ -414,14 +418,16 @@ class Replay:
         try:
             self.engines[live.endpoint][live.replica].submit(engine_request)
         except RequestTooLarge as exc:  # the engine answers 400, which the gateway passes on
+            self.end_s = self.loop.now
             self._live.pop(live.request_id, None)
-            self.view.fleet.failed(live.endpoint, live.uncached, True, self.loop.now)
+            self.view.fleet.failed(live.endpoint, live.uncached, True, self.loop.now, live.ticket)
             live.result.status = "rejected"
             live.result.reason = str(exc)
 
     def _failed(self, live: _Live, cause: str) -> None:
+        self.end_s = self.loop.now
         fleet = self.view.fleet
-        fleet.failed(live.endpoint, live.uncached, not live.first_seen, self.loop.now)
+        fleet.failed(live.endpoint, live.uncached, not live.first_seen, self.loop.now, live.ticket)
         result = live.result
         if live.first_seen or result.attempts > self.retry_budget:
             result.status = "failed"
@@ -441,7 +447,7 @@ class Replay:
 
     def _outage_start(self, outage: Outage) -> None:
         for i in self._affected(outage):
-            self.down[i] = True
+            self.down[i] += 1
             for replica in self.engines[i]:
                 for rid in [r for r, live in self._live.items() if live.endpoint == i]:
                     replica.abort(rid)
@@ -453,8 +459,9 @@ class Replay:
 
     def _outage_end(self, outage: Outage) -> None:
         for i in self._affected(outage):
-            self.down[i] = False
-            self.loop.after(self.detection_delay_s, self.view.fleet.set_health, i, True)
+            self.down[i] -= 1
+            if not self.down[i]:  # the last outage of this endpoint is over
+                self.loop.after(self.detection_delay_s, self.view.fleet.set_health, i, True)
 
     def _scrape(self) -> None:
         fleet = self.view.fleet
@@ -487,7 +494,6 @@ class Replay:
         if self.scrape_interval_s > 0:
             self.loop.at(0.0, self._scrape)
         self.loop.run()
-        self.end_s = self.loop.now
         return self.results
 
     def engine_busy_s(self) -> list[float]:

@@ -170,3 +170,43 @@ def test_a_lazy_trace_replays_as_the_list(mini: Fabric) -> None:
     assert [r.index for r in listed] == list(range(29, -1, -1))
     strip = [(r.arrival_s, r.endpoint, r.ttft_s, r.e2e_s, r.cached_tokens) for r in listed]
     assert strip == [(r.arrival_s, r.endpoint, r.ttft_s, r.e2e_s, r.cached_tokens) for r in lazy]
+
+
+def _paris(mini: Fabric, *outages: Outage) -> Replay:
+    return Replay(
+        mini, gateway_site="onprem-paris", model="llama-3.1-8b", data_class="public",
+        outages=outages,
+    )  # fmt: skip
+
+
+def test_a_request_on_its_way_when_the_site_fails_is_retried_once(mini: Fabric) -> None:
+    """The outage starts while the request travels to the engine: one failure, one retry, ok;
+    and no load is left behind on the endpoint it never reached."""
+    request = TraceRequest(arrival_s=0.0, prompt_tokens=2000, output_tokens=4)
+    replay = _paris(mini, Outage(start_s=0.0001, site="onprem-paris", duration_s=100.0))
+    (result,) = replay.run([request])
+    assert result.status == "ok" and result.attempts == 2 and result.site != "onprem-paris"
+    assert replay.view.fleet.in_flight.sum() == 0
+
+
+def test_overlapping_outages_keep_the_site_down_until_the_last_ends(mini: Fabric) -> None:
+    requests = [
+        TraceRequest(arrival_s=k * 0.5, prompt_tokens=256, output_tokens=4, hash_ids=(k,))
+        for k in range(40)
+    ]
+    replay = _paris(
+        mini,
+        Outage(start_s=2.0, site="onprem-paris", duration_s=3.0),
+        Outage(start_s=4.0, site="onprem-paris", duration_s=100.0),
+    )
+    results = replay.run(requests)
+    assert not any(r.site == "onprem-paris" for r in results if r.arrival_s >= 6.5)
+
+
+def test_a_fault_after_the_last_request_does_not_stretch_the_run(mini: Fabric) -> None:
+    requests = [TraceRequest(arrival_s=k * 0.5, prompt_tokens=256, output_tokens=4) for k in range(4)]
+    plain = _paris(mini)
+    plain.run(requests)
+    late = _paris(mini, Outage(start_s=5000.0, site="aws-us-east-1", duration_s=1.0))
+    late.run(requests)
+    assert late.end_s == plain.end_s < 10.0

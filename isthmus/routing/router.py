@@ -186,10 +186,8 @@ def _filter_and_predict(
         dead |= blocked
     # a request whose prompt and output cannot fit an engine's KV cache can never run there,
     # nor one longer than the model's context window (the engine answers 400)
-    if prompt + output > c.min_kv_cache_tokens:
-        dead |= c.kv_cache_tokens < prompt + output
-    if prompt + output > c.min_context_tokens:
-        dead |= c.context_tokens < prompt + output
+    if prompt + output > c.min_request_limit_tokens:
+        dead |= c.request_limit_tokens < prompt + output
     usable = len(idx) - int(np.count_nonzero(dead))
     if not usable:
         return _why_unusable(

@@ -51,13 +51,14 @@ class CompliantSet:
     max_concurrency: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     kv_cache_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
     context_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))  # model's window
+    # the most tokens (prompt + max output) a request may need there: the smaller of the two
+    request_limit_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_input_token: FloatArray = field(default_factory=lambda: np.zeros(0))
     usd_per_output_token: FloatArray = field(default_factory=lambda: np.zeros(0))
-    min_kv_cache_tokens: float = 0.0  # a request needing no more than this fits everywhere
-    min_context_tokens: float = 0.0  # likewise for the models' context windows
+    min_request_limit_tokens: float = 0.0  # a request needing no more than this fits everywhere
     # per candidate, as plain floats for the scalar path of small sets: (fleet index, rtt_ms,
-    # egress USD per token, ms per prefill token, the most tokens a request may need there (the
-    # smaller of its KV cache and its model's context window), USD per input, per output token)
+    # egress USD per token, ms per prefill token, request limit tokens, USD per input, per
+    # output token)
     rows: tuple[tuple[int, float, float, float, float, float, float], ...] = ()
 
 
@@ -158,13 +159,14 @@ class RoutingView:
         fleet = self.fleet
         idx = np.array(indices, dtype=np.int64)
         egress_per_token = np.array(egress, dtype=np.float64) * BYTES_PER_TOKEN / 1e9
+        limit = np.minimum(fleet.kv_cache_tokens[idx], fleet.context_tokens[idx])
         rows = tuple(
             zip(
                 indices,
                 np.array(rtts, dtype=np.float64).tolist(),
                 egress_per_token.tolist(),
                 fleet.ms_per_prefill_token[idx].tolist(),
-                np.minimum(fleet.kv_cache_tokens[idx], fleet.context_tokens[idx]).tolist(),
+                limit.tolist(),
                 fleet.usd_per_input_token[idx].tolist(),
                 fleet.usd_per_output_token[idx].tolist(),
                 strict=True,
@@ -181,10 +183,10 @@ class RoutingView:
             max_concurrency=fleet.max_concurrency[idx],
             kv_cache_tokens=fleet.kv_cache_tokens[idx],
             context_tokens=fleet.context_tokens[idx],
+            request_limit_tokens=limit,
             usd_per_input_token=fleet.usd_per_input_token[idx],
             usd_per_output_token=fleet.usd_per_output_token[idx],
-            min_kv_cache_tokens=float(fleet.kv_cache_tokens[idx].min()) if indices else 0.0,
-            min_context_tokens=float(fleet.context_tokens[idx].min()) if indices else 0.0,
+            min_request_limit_tokens=float(limit.min()) if indices else 0.0,
             rows=rows,
         )
 
